@@ -1,0 +1,184 @@
+//! Hugging Face checkpoint directories: `config.json` + `model.safetensors`
+//! (or shards listed by `model.safetensors.index.json`) + `tokenizer.json`.
+//! Pickle checkpoints (`*.bin`, `*.pt`) are refused: loading them runs code.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::atomic;
+use crate::config::LlamaConfig;
+use crate::error::{Error, Result};
+use crate::model::{expected_tensors, Llama, Mode};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// A loaded checkpoint: its config and its weights, checked against the config.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: LlamaConfig,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Reads and checks a checkpoint directory; weights are converted to `dtype`.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::checkpoint(dir, "not a directory"));
+        }
+        let config = LlamaConfig::load(&dir.join(CONFIG_FILE)).map_err(|e| match e {
+            Error::Io { source, .. } => Error::checkpoint(dir, format!("cannot read {CONFIG_FILE}: {source}")),
+            other => other,
+        })?;
+        let files = weight_files(dir)?;
+        let mut raw = HashMap::new();
+        for file in &files {
+            let loaded = candle_core::safetensors::load(file, device)
+                .map_err(|e| Error::checkpoint(file, format!("not a readable safetensors file: {e}")))?;
+            raw.extend(loaded);
+        }
+        let tensors = check_tensors(dir, &config, raw, dtype)?;
+        Ok(Checkpoint { dir: dir.to_path_buf(), config, tensors })
+    }
+
+    /// A gradient-free model for scoring and evaluation.
+    pub fn infer_model(&self, device: &Device) -> Result<Llama> {
+        let dtype = self.tensors.values().next().map(|t| t.dtype()).unwrap_or(DType::F32);
+        let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
+        Llama::load(vb, &self.config, Mode::Infer)
+    }
+
+    /// The weights as trainable variables.
+    pub fn into_varmap(self) -> Result<VarMap> {
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+            for (name, t) in self.tensors {
+                data.insert(name, Var::from_tensor(&t)?);
+            }
+        }
+        Ok(varmap)
+    }
+
+    /// A short fingerprint of the weights and config (hash of the files' bytes).
+    pub fn fingerprint(dir: &Path) -> Result<String> {
+        let mut paths = vec![dir.join(CONFIG_FILE)];
+        paths.extend(weight_files(dir)?);
+        let mut h = crate::hash::Hasher::new();
+        for p in paths {
+            h.update_file(&p)?;
+        }
+        Ok(h.finish())
+    }
+}
+
+/// The safetensors files of a checkpoint directory.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join(WEIGHTS_FILE);
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join(INDEX_FILE);
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::checkpoint(&index, format!("invalid JSON: {e}")))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::checkpoint(&index, "no \"weight_map\" object"))?;
+        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_owned)).collect();
+        files.sort();
+        files.dedup();
+        return files
+            .into_iter()
+            .map(|f| {
+                if f.contains('/') || f.contains("..") {
+                    return Err(Error::checkpoint(&index, format!("weight file {f:?} is outside the checkpoint")));
+                }
+                let p = dir.join(&f);
+                if p.is_file() {
+                    Ok(p)
+                } else {
+                    Err(Error::checkpoint(&index, format!("lists {f}, which does not exist")))
+                }
+            })
+            .collect();
+    }
+    let pickles: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bin") || n.ends_with(".pt") || n.ends_with(".pth") || n.ends_with(".ckpt"))
+        .collect();
+    if !pickles.is_empty() {
+        return Err(Error::checkpoint(
+            dir,
+            format!(
+                "only pickle weights found ({}): refused, since loading a pickle runs code; convert it to {WEIGHTS_FILE}",
+                pickles.join(", ")
+            ),
+        ));
+    }
+    Err(Error::checkpoint(dir, format!("no {WEIGHTS_FILE} or {INDEX_FILE}")))
+}
+
+/// Checks names, shapes and values against the config; converts to `dtype`.
+fn check_tensors(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    mut raw: HashMap<String, Tensor>,
+    dtype: DType,
+) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (name, shape) in expected_tensors(cfg) {
+        let t = raw
+            .remove(&name)
+            .ok_or_else(|| Error::checkpoint(dir, format!("missing tensor {name} (expected shape {shape:?})")))?;
+        if t.dims() != shape.as_slice() {
+            return Err(Error::checkpoint(
+                dir,
+                format!("tensor {name} has shape {:?}, the config expects {shape:?}", t.dims()),
+            ));
+        }
+        let t = t.to_dtype(dtype)?;
+        // x * 0 is NaN exactly where x is NaN or infinite.
+        let probe = (t.to_dtype(DType::F32)? * 0.0)?.sum_all()?.to_scalar::<f32>()?;
+        if !probe.is_finite() {
+            return Err(Error::checkpoint(dir, format!("tensor {name} holds NaN or infinite values")));
+        }
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Writes a checkpoint directory atomically: files go to a temporary sibling
+/// directory, which is renamed onto `dir` only when complete.
+pub fn save(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_json: Option<&Path>) -> Result<()> {
+    let mut tensors = HashMap::new();
+    {
+        let data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+        for (name, _) in expected_tensors(cfg) {
+            let var = data
+                .get(&name)
+                .ok_or_else(|| Error::checkpoint(dir, format!("the model has no tensor {name}")))?;
+            tensors.insert(name, var.as_tensor().to_dtype(DType::F32)?);
+        }
+    }
+    atomic::write_dir(dir, |tmp| {
+        let weights = tmp.join(WEIGHTS_FILE);
+        candle_core::safetensors::save(&tensors, &weights).map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+        let json = serde_json::to_string_pretty(&cfg.to_hf_json()).map_err(|e| Error::Invalid(e.to_string()))?;
+        atomic::write_plain(&tmp.join(CONFIG_FILE), json.as_bytes())?;
+        if let Some(tok) = tokenizer_json {
+            let bytes = std::fs::read(tok).map_err(|e| Error::io(tok, e))?;
+            atomic::write_plain(&tmp.join(TOKENIZER_FILE), &bytes)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,360 @@
+//! Streaming corpus readers with bounded memory: JSON Lines (optionally zstd
+//! compressed), Parquet with a text column, and plain text (one document per
+//! file). Inputs are files, directories (searched recursively) and globs,
+//! expanded in sorted order so that the document order is deterministic.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+
+use crate::error::{Error, Result};
+
+/// One document of the corpus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub text: String,
+    /// Index into the expanded input file list.
+    pub file_index: usize,
+    /// 0-based line (JSONL) or row (Parquet) of the record in its file.
+    pub record: u64,
+    /// The record's own `id` field, when it has one.
+    pub original_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    JsonlZstd,
+    Parquet,
+    Text,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".jsonl.zst") || name.ends_with(".json.zst") || name.ends_with(".ndjson.zst") {
+            Some(Format::JsonlZstd)
+        } else if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
+            Some(Format::Jsonl)
+        } else if name.ends_with(".parquet") {
+            Some(Format::Parquet)
+        } else if name.ends_with(".txt") || name.ends_with(".md") || name.ends_with(".text") {
+            Some(Format::Text)
+        } else {
+            None
+        }
+    }
+}
+
+/// Expands files, directories and glob patterns into a list of corpus files.
+/// Order: arguments as given; within a directory or glob, sorted by path.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let s = input.to_string_lossy();
+        if input.is_dir() {
+            let mut found = Vec::new();
+            walk(input, &mut found)?;
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{}: directory holds no corpus files (.jsonl, .jsonl.zst, .parquet, .txt)",
+                    input.display()
+                )));
+            }
+            out.extend(found);
+        } else if input.is_file() {
+            if Format::of(input).is_none() {
+                return Err(Error::corpus(
+                    input,
+                    "file name",
+                    "unknown corpus format: expected .jsonl, .jsonl.zst, .parquet or .txt",
+                ));
+            }
+            out.push(input.clone());
+        } else if s.contains(['*', '?', '[']) {
+            let paths = glob::glob(&s).map_err(|e| Error::Invalid(format!("bad glob {s:?}: {e}")))?;
+            let mut found: Vec<PathBuf> = paths
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file() && Format::of(p).is_some())
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::Invalid(format!("glob {s:?} matches no corpus files")));
+            }
+            out.extend(found);
+        } else {
+            return Err(Error::io(input, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if Format::of(&p).is_some() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+enum Source {
+    Lines(Box<dyn BufRead + Send>),
+    Parquet { reader: ParquetRecordBatchReader, pending: std::vec::IntoIter<(String, Option<String>)> },
+    Text(Option<String>),
+}
+
+/// Reads the documents of many files in order. Empty documents are skipped
+/// and counted in [`Corpus::skipped_empty`].
+pub struct Corpus {
+    files: Vec<PathBuf>,
+    text_field: String,
+    next_file: usize,
+    current: Option<(usize, Source)>,
+    record: u64,
+    line: Vec<u8>,
+    skipped_empty: u64,
+    failed: bool,
+}
+
+impl Corpus {
+    pub fn new(files: Vec<PathBuf>, text_field: &str) -> Self {
+        Corpus {
+            files,
+            text_field: text_field.to_string(),
+            next_file: 0,
+            current: None,
+            record: 0,
+            line: Vec::new(),
+            skipped_empty: 0,
+            failed: false,
+        }
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn skipped_empty(&self) -> u64 {
+        self.skipped_empty
+    }
+
+    fn open(&self, idx: usize) -> Result<Source> {
+        let path = &self.files[idx];
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(match Format::of(path) {
+            Some(Format::Jsonl) => Source::Lines(Box::new(BufReader::with_capacity(1 << 20, file))),
+            Some(Format::JsonlZstd) => {
+                let dec = zstd::stream::read::Decoder::new(file)
+                    .map_err(|e| Error::corpus(path, "zstd stream", format!("cannot start decoding: {e}")))?;
+                Source::Lines(Box::new(BufReader::with_capacity(1 << 20, dec)))
+            }
+            Some(Format::Parquet) => open_parquet(path, file, &self.text_field)?,
+            Some(Format::Text) => {
+                let mut bytes = Vec::new();
+                BufReader::new(file).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    Error::corpus(path, format!("byte {}", e.utf8_error().valid_up_to()), "invalid UTF-8")
+                })?;
+                Source::Text(Some(text))
+            }
+            None => return Err(Error::corpus(path, "file name", "unknown corpus format")),
+        })
+    }
+
+    /// The next document of the current file, or None at its end.
+    fn next_in_file(&mut self, idx: usize) -> Result<Option<Document>> {
+        let path = self.files[idx].clone();
+        let text_field = self.text_field.clone();
+        let Some((_, source)) = self.current.as_mut() else { return Ok(None) };
+        match source {
+            Source::Lines(reader) => {
+                self.line.clear();
+                let n = reader.read_until(b'\n', &mut self.line).map_err(|e| {
+                    Error::corpus(&path, format!("line {}", self.record + 1), format!("read failed (truncated or corrupt file?): {e}"))
+                })?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                let record = self.record;
+                self.record += 1;
+                let line = std::str::from_utf8(&self.line).map_err(|e| {
+                    Error::corpus(&path, format!("line {}", record + 1), format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))
+                })?;
+                let line = line.trim();
+                if line.is_empty() {
+                    return Ok(Some(Document { text: String::new(), file_index: idx, record, original_id: None }));
+                }
+                let value: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| Error::corpus(&path, format!("line {}", record + 1), format!("invalid JSON: {e}")))?;
+                let obj = value.as_object().ok_or_else(|| {
+                    Error::corpus(&path, format!("line {}", record + 1), "expected a JSON object")
+                })?;
+                let text = match obj.get(&text_field) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => {
+                        return Err(Error::corpus(
+                            &path,
+                            format!("line {}", record + 1),
+                            format!("field {text_field:?} is {}, expected a string", json_kind(other)),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::corpus(
+                            &path,
+                            format!("line {}", record + 1),
+                            format!("no field {text_field:?} (use --text-field to choose another)"),
+                        ))
+                    }
+                };
+                let original_id = match obj.get("id") {
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                Ok(Some(Document { text, file_index: idx, record, original_id }))
+            }
+            Source::Parquet { reader, pending } => loop {
+                if let Some((text, original_id)) = pending.next() {
+                    let record = self.record;
+                    self.record += 1;
+                    return Ok(Some(Document { text, file_index: idx, record, original_id }));
+                }
+                let Some(batch) = reader.next() else { return Ok(None) };
+                let batch = batch.map_err(|e| {
+                    Error::corpus(&path, format!("row {}", self.record), format!("unreadable Parquet data: {e}"))
+                })?;
+                *pending = parquet_rows(&path, &batch, self.record)?.into_iter();
+            },
+            Source::Text(doc) => Ok(doc.take().map(|text| Document { text, file_index: idx, record: 0, original_id: None })),
+        }
+    }
+
+    fn next_doc(&mut self) -> Result<Option<Document>> {
+        loop {
+            if self.current.is_none() {
+                if self.next_file >= self.files.len() {
+                    return Ok(None);
+                }
+                let idx = self.next_file;
+                self.next_file += 1;
+                self.record = 0;
+                self.current = Some((idx, self.open(idx)?));
+            }
+            let idx = self.current.as_ref().map(|c| c.0).unwrap_or(0);
+            match self.next_in_file(idx)? {
+                Some(doc) if doc.text.is_empty() => self.skipped_empty += 1,
+                Some(doc) => return Ok(Some(doc)),
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+impl Iterator for Corpus {
+    type Item = Result<Document>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_doc() {
+            Ok(Some(d)) => Some(Ok(d)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn open_parquet(path: &Path, file: File, text_field: &str) -> Result<Source> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::corpus(path, "footer", format!("not a readable Parquet file: {e}")))?;
+    let schema = builder.schema().clone();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let text_idx = schema.index_of(text_field).map_err(|_| {
+        Error::corpus(
+            path,
+            "schema",
+            format!("no column {text_field:?} (columns: {}); use --text-field to choose another", names.join(", ")),
+        )
+    })?;
+    let text_type = schema.field(text_idx).data_type();
+    if !matches!(text_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        return Err(Error::corpus(path, "schema", format!("column {text_field:?} is {text_type}, expected a string column")));
+    }
+    let mut roots = vec![text_idx];
+    if let Ok(id_idx) = schema.index_of("id") {
+        if id_idx != text_idx {
+            roots.push(id_idx);
+        }
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(256)
+        .build()
+        .map_err(|e| Error::corpus(path, "footer", format!("not a readable Parquet file: {e}")))?;
+    Ok(Source::Parquet { reader, pending: Vec::new().into_iter() })
+}
+
+fn parquet_rows(path: &Path, batch: &arrow::record_batch::RecordBatch, first_row: u64) -> Result<Vec<(String, Option<String>)>> {
+    let texts = string_values(batch.column(0).as_ref());
+    let ids = if batch.num_columns() > 1 {
+        let col = batch.column(1);
+        Some(match col.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => string_values(col.as_ref()),
+            _ => (0..col.len())
+                .map(|i| {
+                    (!col.is_null(i)).then(|| {
+                        arrow::util::display::array_value_to_string(col, i).unwrap_or_default()
+                    })
+                })
+                .collect(),
+        })
+    } else {
+        None
+    };
+    texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let text = t.ok_or_else(|| {
+                Error::corpus(path, format!("row {}", first_row + i as u64), "text is null")
+            })?;
+            Ok((text, ids.as_ref().and_then(|ids| ids[i].clone())))
+        })
+        .collect()
+}
+
+fn string_values(col: &dyn Array) -> Vec<Option<String>> {
+    let get = |i: usize, s: &str| (!col.is_null(i)).then(|| s.to_string());
+    match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().iter().enumerate().map(|(i, s)| s.and_then(|s| get(i, s))).collect(),
+        DataType::LargeUtf8 => col.as_string::<i64>().iter().enumerate().map(|(i, s)| s.and_then(|s| get(i, s))).collect(),
+        DataType::Utf8View => col.as_string_view().iter().enumerate().map(|(i, s)| s.and_then(|s| get(i, s))).collect(),
+        _ => vec![None; col.len()],
+    }
+}

@@ -1,0 +1,282 @@
+//! A Llama-family decoder with Hugging Face weight names, returning logits for
+//! every position.
+//!
+//! Shape legend: B batch, T tokens, C hidden, H query heads, K key/value heads,
+//! D head dim, I SwiGLU width, V vocabulary.
+//!
+//! Two modes share one code path. `Mode::Train` uses candle's composed ops,
+//! which carry gradients; `Mode::Infer` uses the fused kernels (rms_norm, rope,
+//! softmax_last_dim), which are faster but have no backward pass: candle would
+//! silently drop the gradient through them.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::config::LlamaConfig;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Differentiable ops: use for training.
+    Train,
+    /// Fused, gradient-free ops: use for scoring and evaluation.
+    Infer,
+}
+
+/// Every tensor a checkpoint of `cfg` holds, with its shape, in HF names.
+pub fn expected_tensors(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let (c, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let q = cfg.num_attention_heads * cfg.head_dim;
+    let kv = cfg.num_key_value_heads * cfg.head_dim;
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, c])];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        out.extend([
+            (format!("{p}.input_layernorm.weight"), vec![c]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, c]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, c]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, c]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![c, q]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![c]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![i, c]),
+            (format!("{p}.mlp.up_proj.weight"), vec![i, c]),
+            (format!("{p}.mlp.down_proj.weight"), vec![c, i]),
+        ]);
+    }
+    out.push(("model.norm.weight".to_string(), vec![c]));
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, c]));
+    }
+    out
+}
+
+struct Norm {
+    inner: RmsNorm,
+}
+
+impl Norm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Norm { inner: RmsNorm::new(vb.get(size, "weight")?, eps) })
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(match mode {
+            Mode::Train => self.inner.forward_diff(x)?,
+            Mode::Infer => self.inner.forward(x)?,
+        })
+    }
+}
+
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
+}
+
+/// Rotary tables in the Hugging Face convention (halves rotated, not interleaved).
+struct Rotary {
+    cos: Tensor, // (T_max, D/2)
+    sin: Tensor, // (T_max, D/2)
+}
+
+impl Rotary {
+    fn new(cfg: &LlamaConfig, len: usize, dtype: DType, dev: &Device) -> Result<Self> {
+        let d = cfg.head_dim;
+        let inv_freq: Vec<f32> = (0..d / 2)
+            .map(|i| (1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64)) as f32)
+            .collect();
+        // transformers multiplies in f32: do the same so the angles match bit for bit.
+        let mut cos = Vec::with_capacity(len * d / 2);
+        let mut sin = Vec::with_capacity(len * d / 2);
+        for t in 0..len {
+            for f in &inv_freq {
+                let a = t as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Rotary {
+            cos: Tensor::from_vec(cos, (len, d / 2), dev)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, (len, d / 2), dev)?.to_dtype(dtype)?,
+        })
+    }
+
+    /// x: (B, heads, T, D)
+    fn apply(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        Ok(match mode {
+            Mode::Train => candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?,
+            Mode::Infer => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?,
+        })
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (c, d) = (cfg.hidden_size, cfg.head_dim);
+        let (h, k) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        Ok(Attention {
+            q_proj: linear(c, h * d, vb.pp("q_proj"))?,
+            k_proj: linear(c, k * d, vb.pp("k_proj"))?,
+            v_proj: linear(c, k * d, vb.pp("v_proj"))?,
+            o_proj: linear(h * d, c, vb.pp("o_proj"))?,
+            heads: h,
+            kv_heads: k,
+            head_dim: d,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rot: &Rotary, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, k, d) = (self.heads, self.kv_heads, self.head_dim);
+        let split = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?) // (B, n, T, D)
+        };
+        // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
+        let q = (split(self.q_proj.forward(x)?, h)? * (1.0 / (d as f64).sqrt()))?;
+        let q = rot.apply(&q, mode)?; // (B, H, T, D)
+        let key = rot.apply(&split(self.k_proj.forward(x)?, k)?, mode)?; // (B, K, T, D)
+        let val = split(self.v_proj.forward(x)?, k)?; // (B, K, T, D)
+        let key = candle_transformers::utils::repeat_kv(key, h / k)?.contiguous()?; // (B, H, T, D)
+        let val = candle_transformers::utils::repeat_kv(val, h / k)?.contiguous()?; // (B, H, T, D)
+        let scores = q.matmul(&key.t()?)?.broadcast_add(mask)?; // (B, H, T, T)
+        let probs = match mode {
+            Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+        };
+        let y = probs.matmul(&val)?; // (B, H, T, D)
+        let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H*D)
+        Ok(self.o_proj.forward(&y)?)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (c, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: linear(c, i, vb.pp("gate_proj"))?,
+            up_proj: linear(c, i, vb.pp("up_proj"))?,
+            down_proj: linear(i, c, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?; // (B, T, I)
+        Ok(self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)?)
+    }
+}
+
+struct Block {
+    input_layernorm: Norm,
+    self_attn: Attention,
+    post_attention_layernorm: Norm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+        let (c, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(Block {
+            input_layernorm: Norm::load(c, eps, vb.pp("input_layernorm"))?,
+            self_attn: Attention::load(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: Norm::load(c, eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rot: &Rotary, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(x, mode)?;
+        let x = (x + self.self_attn.forward(&h, rot, mask, mode)?)?;
+        let h = self.post_attention_layernorm.forward(&x, mode)?;
+        Ok((&x + self.mlp.forward(&h)?)?)
+    }
+}
+
+pub struct Llama {
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: Norm,
+    lm_head: Linear,
+    rotary: Rotary,
+    cfg: LlamaConfig,
+    mode: Mode,
+}
+
+impl Llama {
+    /// Builds the model from `vb` (rooted at the checkpoint's top level).
+    /// With a VarMap-backed `vb` every weight is a trainable variable.
+    pub fn load(vb: VarBuilder, cfg: &LlamaConfig, mode: Mode) -> Result<Self> {
+        cfg.validate()?;
+        let (v, c) = (cfg.vocab_size, cfg.hidden_size);
+        let embed = vb.pp("model.embed_tokens").get((v, c), "weight")?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed.clone(), None)
+        } else {
+            linear(c, v, vb.pp("lm_head"))?
+        };
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| Block::load(cfg, vb.pp(format!("model.layers.{l}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let table_len = cfg.max_position_embeddings.max(1);
+        Ok(Llama {
+            embed_tokens: Embedding::new(embed, c),
+            layers,
+            norm: Norm::load(c, cfg.rms_norm_eps, vb.pp("model.norm"))?,
+            lm_head,
+            rotary: Rotary::new(cfg, table_len, vb.dtype(), vb.device())?,
+            cfg: cfg.clone(),
+            mode,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// ids: (B, T) u32 -> logits (B, T, V) for every position.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let longer;
+        let rot = if t > self.rotary.cos.dim(0)? {
+            longer = Rotary::new(&self.cfg, t, self.rotary.cos.dtype(), ids.device())?;
+            &longer
+        } else {
+            &self.rotary
+        };
+        let mask = causal_mask(t, self.rotary.cos.dtype(), ids.device())?; // (T, T)
+        let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
+        for block in &self.layers {
+            x = block.forward(&x, rot, &mask, self.mode)?;
+        }
+        let x = self.norm.forward(&x, self.mode)?;
+        Ok(self.lm_head.forward(&x)?) // (B, T, V)
+    }
+}
+
+/// (T, T): 0 on and below the diagonal, -inf above.
+fn causal_mask(t: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(m, (t, t), dev)?.to_dtype(dtype)?)
+}

@@ -1,0 +1,78 @@
+//! Progress for long jobs: an indicatif bar with rate and ETA on a terminal,
+//! plain periodic lines (every 10 s) when stderr is a file or a pipe.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    label: String,
+    unit: String,
+    total: u64,
+    done: u64,
+    start: Instant,
+    last_line: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(label: &str, unit: &str, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            let template = format!("{label} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} elapsed {{elapsed}} ETA {{eta}}");
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Progress {
+            label: label.to_string(),
+            unit: unit.to_string(),
+            total,
+            done: 0,
+            start: Instant::now(),
+            last_line: Instant::now(),
+            bar,
+        }
+    }
+
+    pub fn inc(&mut self, n: u64) {
+        self.done += n;
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        } else if self.last_line.elapsed() >= Duration::from_secs(10) {
+            self.last_line = Instant::now();
+            self.line();
+        }
+    }
+
+    fn line(&self) {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.done as f64 / secs;
+        let eta = if rate > 0.0 && self.total > self.done { (self.total - self.done) as f64 / rate } else { 0.0 };
+        let pct = if self.total > 0 { 100.0 * self.done as f64 / self.total as f64 } else { 100.0 };
+        eprintln!(
+            "{}: {}/{} {} ({pct:.1}%), {rate:.0} {}/s, elapsed {}, ETA {}",
+            self.label, self.done, self.total, self.unit, self.unit, fmt_secs(secs), fmt_secs(eta)
+        );
+    }
+
+    pub fn finish(self) {
+        match &self.bar {
+            Some(bar) => bar.finish(),
+            None => self.line(),
+        }
+    }
+}
+
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,122 @@
+//! Reading a complete score set: the manifest, checked against its shards,
+//! and windows by global index, decoded one row group at a time.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::shards::{ShardReader, Windows};
+
+pub struct ScoreSet {
+    dir: PathBuf,
+    manifest: Manifest,
+    shards: Vec<ShardReader>,
+    /// Global index of each shard's first window.
+    shard_start: Vec<u64>,
+}
+
+/// Where a window lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
+    pub shard: usize,
+    pub row_group: usize,
+    pub offset: usize,
+}
+
+impl ScoreSet {
+    /// Opens every shard (maps it, parses and checks its footer against the
+    /// manifest: size, window count, job).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::load(dir)?;
+        let job = manifest.job_fingerprint.clone();
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        let mut shard_start = Vec::with_capacity(manifest.shards.len());
+        let mut start = 0u64;
+        for entry in &manifest.shards {
+            let path = dir.join(&entry.file);
+            let len = std::fs::metadata(&path)
+                .map_err(|_| Error::shard(&path, "listed in manifest.json but missing"))?
+                .len();
+            if len != entry.bytes {
+                return Err(Error::shard(
+                    &path,
+                    format!("{len} bytes, the manifest says {}: truncated or replaced", entry.bytes),
+                ));
+            }
+            let reader = ShardReader::open(&path)?;
+            let info = reader.info();
+            if info.job != job || info.windows != entry.windows || info.first_seq_id != entry.first_seq_id {
+                return Err(Error::shard(&path, "does not match manifest.json (from another job?)"));
+            }
+            if info.seq_len != manifest.job.seq_len {
+                return Err(Error::shard(&path, format!("seq_len {}, the manifest says {}", info.seq_len, manifest.job.seq_len)));
+            }
+            shard_start.push(start);
+            start += entry.windows as u64;
+            shards.push(reader);
+        }
+        if start != manifest.num_windows {
+            return Err(Error::shard(dir.join(crate::manifest::MANIFEST_FILE), format!("shards hold {start} windows, the manifest says {}", manifest.num_windows)));
+        }
+        Ok(ScoreSet { dir: dir.to_path_buf(), manifest, shards, shard_start })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn seq_len(&self) -> usize {
+        self.manifest.job.seq_len
+    }
+
+    pub fn num_windows(&self) -> u64 {
+        self.manifest.num_windows
+    }
+
+    pub fn scored(&self) -> bool {
+        self.manifest.job.scored
+    }
+
+    pub fn shards(&self) -> &[ShardReader] {
+        &self.shards
+    }
+
+    pub fn locate(&self, window: u64) -> Result<Location> {
+        if window >= self.num_windows() {
+            return Err(Error::Invalid(format!("window {window} out of range ({} windows)", self.num_windows())));
+        }
+        let shard = self.shard_start.partition_point(|&s| s <= window) - 1;
+        let within = (window - self.shard_start[shard]) as usize;
+        let rgw = self.manifest.job.row_group_windows;
+        Ok(Location { shard, row_group: within / rgw, offset: within % rgw })
+    }
+
+    pub fn read_row_group(&self, shard: usize, row_group: usize) -> Result<Windows> {
+        self.shards[shard].read_row_group(row_group)
+    }
+
+    /// Every window, in order (for evaluation and tests; memory grows with the set).
+    pub fn read_all(&self) -> Result<Windows> {
+        let mut all = Windows {
+            seq_len: self.seq_len(),
+            seq_ids: Vec::new(),
+            tokens: Vec::new(),
+            ref_loss: self.scored().then(Vec::new),
+        };
+        for (s, shard) in self.shards.iter().enumerate() {
+            for g in 0..shard.num_row_groups() {
+                let w = self.read_row_group(s, g)?;
+                all.seq_ids.extend(w.seq_ids);
+                all.tokens.extend(w.tokens);
+                if let (Some(a), Some(b)) = (all.ref_loss.as_mut(), w.ref_loss) {
+                    a.extend(b);
+                }
+            }
+        }
+        Ok(all)
+    }
+}
