@@ -1,1 +1,181 @@
-fn main(){}
+//! `scorer`: tokenizes and packs a corpus, and scores every token with a
+//! frozen reference model, writing Parquet score shards (see README).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+mod job;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "scorer", version, about = "Score a corpus with a frozen reference model into Parquet shards (RHO-1 SLM step 2)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a byte-level BPE tokenizer on corpus files and write tokenizer.json.
+    Tokenizer {
+        /// Corpus files, directories or globs (.jsonl, .jsonl.zst, .parquet, .txt).
+        #[arg(long, required = true, num_args = 1..)]
+        corpus: Vec<PathBuf>,
+        /// Number of ids in the vocabulary (256 byte tokens + end-of-text + merges).
+        #[arg(long, default_value_t = 8192)]
+        vocab_size: usize,
+        /// Where to write tokenizer.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// JSON field / Parquet column holding the text.
+        #[arg(long, default_value = "text")]
+        text_field: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Tokenize and pack a corpus into shards without a model (CLM training data).
+    Pack {
+        /// tokenizer.json to use.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Score every token of a corpus with a reference model (ref_loss shards).
+    Score {
+        /// Hugging Face checkpoint directory (config.json + model.safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// tokenizer.json to use (default: the model directory's).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Print a score set's manifest summary.
+    Info {
+        /// Score set directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Corpus files, directories or globs (.jsonl, .jsonl.zst, .parquet, .txt).
+    #[arg(long, required = true, num_args = 1..)]
+    corpus: Vec<PathBuf>,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    /// Output directory of the score set.
+    #[arg(long)]
+    out: PathBuf,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Token rows per shard file (rounded down to whole windows).
+    #[arg(long, default_value_t = 1 << 20)]
+    shard_tokens: usize,
+    /// Token rows per Parquet row group (rounded down to whole windows): the
+    /// unit the trainer decodes.
+    #[arg(long, default_value_t = 16384)]
+    row_group_tokens: usize,
+    /// This process's part of the job, 0-based (with --num-shards).
+    #[arg(long, default_value_t = 0)]
+    shard_index: usize,
+    /// Number of parts the job is split into; part i writes shards s with s % n == i.
+    #[arg(long, default_value_t = 1)]
+    num_shards: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// cpu, or cuda:N (needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// JSON field / Parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// End-of-text token joining documents (default: the tokenizer's, e.g. <|endoftext|> or </s>).
+    #[arg(long)]
+    eos_token: Option<String>,
+}
+
+impl CommonArgs {
+    fn validate(&self) -> Result<()> {
+        if self.seq_len < 2 {
+            bail!("--seq-len must be at least 2 (got {})", self.seq_len);
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be positive");
+        }
+        if self.num_shards == 0 || self.shard_index >= self.num_shards {
+            bail!("--shard-index {} must be below --num-shards {}", self.shard_index, self.num_shards);
+        }
+        if self.shard_tokens < self.seq_len {
+            bail!("--shard-tokens {} is smaller than one window (--seq-len {})", self.shard_tokens, self.seq_len);
+        }
+        Ok(())
+    }
+
+    fn settings(&self, tokenizer: PathBuf, model: Option<PathBuf>) -> Result<job::Settings> {
+        self.validate()?;
+        let device = shared::device::parse_device(&self.device)?;
+        Ok(job::Settings {
+            corpus: self.corpus.clone(),
+            tokenizer,
+            eos_token: self.eos_token.clone(),
+            model,
+            out: self.out.clone(),
+            seq_len: self.seq_len,
+            batch_size: self.batch_size,
+            shard_windows: (self.shard_tokens / self.seq_len).max(1),
+            row_group_windows: (self.row_group_tokens / self.seq_len).max(1),
+            part: self.shard_index,
+            parts: self.num_shards,
+            text_field: self.text_field.clone(),
+            device,
+        })
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Tokenizer { corpus, vocab_size, out, text_field, threads } => {
+            shared::device::set_threads(threads);
+            job::train_tokenizer(&corpus, vocab_size, &out, &text_field)
+        }
+        Command::Pack { tokenizer, common } => {
+            shared::device::set_threads(common.threads);
+            job::run(&common.settings(tokenizer, None)?)
+        }
+        Command::Score { model, tokenizer, common } => {
+            shared::device::set_threads(common.threads);
+            let tokenizer = tokenizer.unwrap_or_else(|| model.join(shared::checkpoint::TOKENIZER_FILE));
+            if !tokenizer.is_file() {
+                bail!("no tokenizer: {} does not exist (pass --tokenizer FILE)", tokenizer.display());
+            }
+            job::run(&common.settings(tokenizer, Some(model))?)
+        }
+        Command::Info { dir } => {
+            let m = shared::manifest::Manifest::load(&dir).with_context(|| format!("reading score set {}", dir.display()))?;
+            println!("{}", serde_json::to_string_pretty(&job::summary(&m))?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

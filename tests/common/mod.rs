@@ -1,0 +1,64 @@
+//! Helpers shared by the command-line tests: paths, temporary directories,
+//! running binaries.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+pub fn data(name: &str) -> PathBuf {
+    repo().join("data").join(name)
+}
+
+/// A fresh directory under the target dir, removed at the start of each use.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = repo().join("target/test-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn run(bin: &str, args: &[&str]) -> Output {
+    let out = Command::new(bin).args(args).output().unwrap();
+    out
+}
+
+pub fn run_ok(bin: &str, args: &[&str]) -> Output {
+    let out = run(bin, args);
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// All regular files of a directory (name -> bytes), sorted.
+pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn assert_same_files(a: &Path, b: &Path) {
+    let fa = dir_files(a);
+    let fb = dir_files(b);
+    let na: Vec<&String> = fa.iter().map(|f| &f.0).collect();
+    let nb: Vec<&String> = fb.iter().map(|f| &f.0).collect();
+    assert_eq!(na, nb, "different file lists in {} and {}", a.display(), b.display());
+    for ((n, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!(x == y, "{n} differs between {} and {}", a.display(), b.display());
+    }
+}
