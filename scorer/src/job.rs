@@ -233,6 +233,11 @@ pub fn run(s: &Settings) -> Result<()> {
     if !s.out.join(VOCAB_FILE).exists() {
         shared::tables::write_vocab(&s.out.join(VOCAB_FILE), &tokenizer)?;
     }
+    let tok_copy = s.out.join(shared::checkpoint::TOKENIZER_FILE);
+    if !tok_copy.exists() {
+        let bytes = std::fs::read(&s.tokenizer).with_context(|| format!("reading {}", s.tokenizer.display()))?;
+        shared::atomic::write_file(&tok_copy, &bytes)?;
+    }
     if !s.out.join(DOCUMENTS_FILE).exists() {
         shared::tables::write_documents(&s.out.join(DOCUMENTS_FILE), &count.docs, &files)?;
     }

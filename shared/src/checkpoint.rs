@@ -160,6 +160,12 @@ fn check_tensors(
 /// Writes a checkpoint directory atomically: files go to a temporary sibling
 /// directory, which is renamed onto `dir` only when complete.
 pub fn save(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_json: Option<&Path>) -> Result<()> {
+    atomic::write_dir(dir, |tmp| write_files(tmp, cfg, varmap, tokenizer_json))
+}
+
+/// Writes `config.json`, `model.safetensors` (f32, Hugging Face names, no
+/// `lm_head.weight` when tied) and a copy of `tokenizer.json` into `dir`.
+pub fn write_files(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_json: Option<&Path>) -> Result<()> {
     let mut tensors = HashMap::new();
     {
         let data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
@@ -170,15 +176,44 @@ pub fn save(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_json: Opti
             tensors.insert(name, var.as_tensor().to_dtype(DType::F32)?);
         }
     }
-    atomic::write_dir(dir, |tmp| {
-        let weights = tmp.join(WEIGHTS_FILE);
-        candle_core::safetensors::save(&tensors, &weights).map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
-        let json = serde_json::to_string_pretty(&cfg.to_hf_json()).map_err(|e| Error::Invalid(e.to_string()))?;
-        atomic::write_plain(&tmp.join(CONFIG_FILE), json.as_bytes())?;
-        if let Some(tok) = tokenizer_json {
-            let bytes = std::fs::read(tok).map_err(|e| Error::io(tok, e))?;
-            atomic::write_plain(&tmp.join(TOKENIZER_FILE), &bytes)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    candle_core::safetensors::save(&tensors, &weights).map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+    let json = serde_json::to_string_pretty(&cfg.to_hf_json()).map_err(|e| Error::Invalid(e.to_string()))?;
+    atomic::write_plain(&dir.join(CONFIG_FILE), json.as_bytes())?;
+    if let Some(tok) = tokenizer_json {
+        let bytes = std::fs::read(tok).map_err(|e| Error::io(tok, e))?;
+        atomic::write_plain(&dir.join(TOKENIZER_FILE), &bytes)?;
+    }
+    Ok(())
+}
+
+/// Fresh weights for `cfg`, drawn from a seeded generator: matrices N(0, std),
+/// norm gains 1. Deterministic for a given seed on every platform.
+pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> Result<VarMap> {
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+        for (name, shape) in expected_tensors(cfg) {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = if shape.len() == 1 {
+                vec![1.0; n]
+            } else {
+                let mut rng = crate::rng::Rng::derive(seed, &name);
+                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+            };
+            let t = Tensor::from_vec(values, shape, device)?;
+            data.insert(name, Var::from_tensor(&t)?);
         }
-        Ok(())
-    })
+    }
+    Ok(varmap)
+}
+
+/// A gradient-free model over the current values of trainable variables
+/// (shares their storage; nothing is copied).
+pub fn infer_model_from_varmap(varmap: &VarMap, cfg: &LlamaConfig, device: &Device) -> Result<Llama> {
+    let data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+    let tensors: HashMap<String, Tensor> =
+        data.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    drop(data);
+    Llama::load(VarBuilder::from_tensors(tensors, DType::F32, device), cfg, Mode::Infer)
 }

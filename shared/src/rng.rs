@@ -61,9 +61,72 @@ impl Rng {
     }
 }
 
+/// A pseudo-random permutation of `0..n` that needs O(1) memory: a
+/// four-round Feistel network over the smallest even-bit domain >= n, with
+/// cycle-walking back into range. Used to shuffle windows without holding an
+/// index array that grows with the score set.
+#[derive(Debug, Clone)]
+pub struct Permutation {
+    n: u64,
+    half_bits: u32,
+    keys: [u64; 4],
+}
+
+impl Permutation {
+    pub fn new(n: u64, seed: u64) -> Self {
+        let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
+        let half_bits = bits.div_ceil(2);
+        let mut r = Rng::new(seed);
+        Permutation { n, half_bits, keys: [r.next_u64(), r.next_u64(), r.next_u64(), r.next_u64()] }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    fn round(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut l, mut r) = (x >> self.half_bits, x & mask);
+        for k in self.keys {
+            let mut f = Rng::new(r ^ k);
+            let nl = r;
+            r = l ^ (f.next_u64() & mask);
+            l = nl;
+        }
+        (l << self.half_bits) | r
+    }
+
+    /// The element at position `i` (i < n).
+    pub fn get(&self, i: u64) -> u64 {
+        let mut x = self.round(i);
+        while x >= self.n {
+            x = self.round(x);
+        }
+        x
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permutation_is_a_bijection_and_seed_dependent() {
+        for n in [1u64, 2, 3, 10, 257, 1000] {
+            let p = Permutation::new(n, 42);
+            let mut seen: Vec<u64> = (0..n).map(|i| p.get(i)).collect();
+            seen.sort();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+        let a: Vec<u64> = (0..100).map(|i| Permutation::new(100, 1).get(i)).collect();
+        let b: Vec<u64> = (0..100).map(|i| Permutation::new(100, 2).get(i)).collect();
+        assert_ne!(a, b);
+        assert_ne!(a, (0..100).collect::<Vec<_>>());
+    }
 
     #[test]
     fn reproducible_and_roughly_uniform() {

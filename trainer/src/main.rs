@@ -1,1 +1,110 @@
-fn main(){}
+//! `trainer`: trains the shared Llama model on score shards, as plain causal
+//! LM (clm) or RHO-1 selective LM (slm, one forward pass per step), and
+//! evaluates checkpoints on held-out score sets.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+mod args;
+mod data;
+mod eval;
+mod optim;
+mod schedule;
+mod select;
+mod state;
+mod step;
+mod train;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "trainer", version, about = "Train a Llama-family model with CLM or RHO-1 selective language modeling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (clm or slm) on score sets written by `scorer`.
+    Train(args::TrainArgs),
+    /// Held-out loss and perplexity of checkpoints on a score set.
+    Eval {
+        /// Hugging Face checkpoint directories.
+        #[arg(long, required = true, num_args = 1..)]
+        model: Vec<PathBuf>,
+        /// Score set to evaluate on.
+        #[arg(long)]
+        data: PathBuf,
+        /// Windows per forward pass.
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Evaluate the first N windows only.
+        #[arg(long)]
+        max_windows: Option<usize>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// cpu, or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+fn eval_cmd(models: &[PathBuf], data: &PathBuf, batch: usize, max: Option<usize>, json: bool, device: &str) -> Result<()> {
+    let dev = shared::device::parse_device(device)?;
+    let set = shared::scoreset::ScoreSet::open(data)?;
+    let mut rows = Vec::new();
+    for m in models {
+        let ckpt = shared::checkpoint::Checkpoint::load(m, shared::device::default_dtype(&dev), &dev)?;
+        let tok = &set.manifest().job.tokenizer;
+        if tok.vocab_size > ckpt.config.vocab_size {
+            anyhow::bail!("{}: vocabulary {} is smaller than the data's tokenizer ({} ids)", m.display(), ckpt.config.vocab_size, tok.vocab_size);
+        }
+        let model = ckpt.infer_model(&dev)?;
+        let r = eval::evaluate(&model, &set, batch, max, &dev).with_context(|| format!("evaluating {}", m.display()))?;
+        rows.push((m.display().to_string(), r));
+    }
+    if json {
+        let v: Vec<_> = rows.iter().map(|(m, r)| serde_json::json!({"model": m, "windows": r.windows, "tokens": r.tokens, "loss": r.loss, "ppl": r.ppl})).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
+        println!("{:<w$}  {:>8}  {:>10}  {:>8}  {:>10}", "model", "windows", "tokens", "loss", "ppl");
+        for (m, r) in &rows {
+            println!("{m:<w$}  {:>8}  {:>10}  {:>8.4}  {:>10.3}", r.windows, r.tokens, r.loss, r.ppl);
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => {
+            let settings = a.resolve()?;
+            train::run(&settings)?;
+            Ok(())
+        }
+        Command::Eval { model, data, batch_size, max_windows, json, threads, device } => {
+            shared::device::set_threads(threads);
+            eval_cmd(&model, &data, batch_size, max_windows, json, &device)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Trainer checkpoints: a Hugging Face directory (config.json,
+//! model.safetensors, tokenizer.json) plus `optimizer.safetensors` (AdamW
+//! moments) and `trainer_state.json` (step, data cursor, counters), written
+//! atomically together.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use shared::config::LlamaConfig;
+
+use crate::optim::AdamW;
+
+pub const STATE_FILE: &str = "trainer_state.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Windows consumed from the shuffled stream.
+    pub cursor: u64,
+    /// Predicted tokens seen by forward passes.
+    pub tokens_seen: u64,
+    /// Tokens that carried gradient (the selected ones; all of them for clm).
+    pub tokens_trained: f64,
+    pub seed: u64,
+    /// AdamW's update count.
+    pub adam_t: u64,
+}
+
+pub fn save(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    varmap: &VarMap,
+    tokenizer: Option<&Path>,
+    opt: &AdamW,
+    state: &TrainerState,
+) -> Result<()> {
+    shared::atomic::write_dir(dir, |tmp| {
+        shared::checkpoint::write_files(tmp, cfg, varmap, tokenizer)?;
+        opt.save(&tmp.join(OPTIMIZER_FILE)).map_err(|e| shared::Error::checkpoint(tmp, e.to_string()))?;
+        let json = serde_json::to_string_pretty(state).map_err(|e| shared::Error::Invalid(e.to_string()))?;
+        shared::atomic::write_plain(&tmp.join(STATE_FILE), json.as_bytes())
+    })?;
+    Ok(())
+}
+
+pub fn load_state(dir: &Path) -> Result<TrainerState> {
+    let p = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: malformed trainer state", p.display()))
+}
+
+/// The newest complete checkpoint of a run directory (final/ or checkpoints/step-*).
+pub fn latest(run: &Path) -> Result<Option<(PathBuf, TrainerState)>> {
+    let mut candidates = vec![run.join("final")];
+    if let Ok(entries) = std::fs::read_dir(run.join("checkpoints")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("step-") {
+                candidates.push(e.path());
+            }
+        }
+    }
+    let mut best: Option<(PathBuf, TrainerState)> = None;
+    for c in candidates {
+        if !c.join(STATE_FILE).is_file() {
+            continue;
+        }
+        let st = load_state(&c)?;
+        if best.as_ref().map(|b| st.step > b.1.step).unwrap_or(true) {
+            best = Some((c, st));
+        }
+    }
+    Ok(best)
+}

@@ -1,0 +1,150 @@
+//! One optimizer step of CLM or SLM. Shape legend: B windows, T window
+//! length, V vocabulary, n = B * (T - 1) predicted tokens of the global batch.
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use shared::loss::{inputs_and_targets, per_token_loss};
+use shared::model::Llama;
+use shared::rng::Rng;
+
+use crate::args::Objective;
+use crate::data::Batch;
+use crate::optim::AdamW;
+use crate::select::{select, Params};
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StepStats {
+    /// The loss that was backpropagated: mean CE over the kept tokens.
+    pub loss_selected: f64,
+    /// Mean CE over every predicted token (what CLM would have optimised).
+    pub loss_all: f64,
+    pub tokens: usize,
+    /// Sum of weights (number of kept tokens for the hard rules).
+    pub kept: f64,
+    pub excess_kept: Option<f64>,
+    pub excess_dropped: Option<f64>,
+    pub grad_norm: f64,
+    /// No token was kept (threshold rule): no update was made.
+    pub skipped: bool,
+}
+
+pub struct StepInput<'a> {
+    pub objective: Objective,
+    pub select: &'a Params,
+    pub lr: f64,
+    pub grad_clip: f64,
+}
+
+/// Forward once per micro-batch, select over the whole global batch, then
+/// one backward pass through all of them and one AdamW update.
+pub fn train_step(
+    model: &Llama,
+    opt: &mut AdamW,
+    batches: &[Batch],
+    p: &StepInput,
+    rng: &mut Rng,
+    dev: &Device,
+) -> Result<StepStats> {
+    // 1. One forward pass per micro-batch: per-token CE (B, T-1). The graphs
+    //    stay alive: the selection needs every CE value before any backward.
+    let (mut ces, mut ce_host, mut ref_host) = (Vec::new(), Vec::new(), Vec::new());
+    for b in batches {
+        let ids = Tensor::from_slice(&b.tokens, (b.rows, b.seq_len), dev)?; // (B, T)
+        let (inputs, targets) = inputs_and_targets(&ids)?; // (B, T-1) each
+        let ce = per_token_loss(&model.forward(&inputs)?, &targets)?; // (B, T-1)
+        ce_host.extend(ce.detach().flatten_all()?.to_vec1::<f32>()?);
+        if let Some(r) = &b.ref_loss {
+            r.chunks(b.seq_len).for_each(|w| ref_host.extend_from_slice(&w[1..])); // ref_loss at pos 1..T
+        }
+        ces.push(ce);
+    }
+    let (n, cols) = (ce_host.len(), batches[0].seq_len - 1);
+
+    // 2. Selection on detached values, over the global batch.
+    let w = match p.objective {
+        Objective::Clm => vec![1f32; n],
+        Objective::Slm => select(p.select, &ce_host, &ref_host, n / cols, cols, rng),
+    };
+    let kept: f64 = w.iter().map(|&x| x as f64).sum();
+    let mut stats = StepStats {
+        loss_all: ce_host.iter().map(|&x| x as f64).sum::<f64>() / n as f64,
+        tokens: n,
+        kept,
+        ..Default::default()
+    };
+    if p.objective == Objective::Slm {
+        let excess = |keep: bool| {
+            let v: Vec<f64> = (0..n).filter(|&i| (w[i] > 0.0) == keep).map(|i| (ce_host[i] - ref_host[i]) as f64).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        (stats.excess_kept, stats.excess_dropped) = (excess(true), excess(false));
+    }
+    if kept == 0.0 {
+        stats.skipped = true;
+        return Ok(stats);
+    }
+
+    // 3. Masked mean: sum(w * CE) / sum(w), i.e. divided by the kept count.
+    let mut loss: Option<Tensor> = None;
+    let mut offset = 0;
+    for ce in &ces {
+        let len = ce.elem_count();
+        let wt = Tensor::from_slice(&w[offset..offset + len], ce.shape(), dev)?; // (B, T-1)
+        let part = ((ce * wt)?.sum_all()? / kept)?;
+        loss = Some(match loss {
+            None => part,
+            Some(l) => (l + part)?,
+        });
+        offset += len;
+    }
+    let Some(loss) = loss else { return Ok(stats) };
+    stats.loss_selected = loss.to_scalar::<f32>()? as f64;
+
+    // 4. Backward, clip by global norm, AdamW.
+    let grads = loss.backward()?;
+    stats.grad_norm = opt.grad_norm(&grads)?;
+    let scale = if p.grad_clip > 0.0 && stats.grad_norm > p.grad_clip { p.grad_clip / stats.grad_norm } else { 1.0 };
+    opt.step(&grads, p.lr, scale)?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::select::Method;
+    use candle_core::{DType, Var};
+
+    /// The masked mean gives zero gradient to every dropped token's logits and
+    /// equals the mean CE of the kept tokens.
+    #[test]
+    fn dropped_tokens_get_no_gradient() {
+        let dev = Device::Cpu;
+        let (b, t, v) = (2, 5, 7);
+        let mut rng = Rng::new(3);
+        let init: Vec<f32> = (0..b * t * v).map(|_| rng.normal() as f32).collect();
+        let logits = Var::from_vec(init, (b, t, v), &dev).unwrap();
+        let targets = Tensor::from_vec((0..(b * t) as u32).map(|i| i % v as u32).collect::<Vec<_>>(), (b, t), &dev).unwrap();
+        let ce = per_token_loss(logits.as_tensor(), &targets).unwrap();
+        let ce_host = ce.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ref_loss = vec![1.0f32; b * t];
+        let p = Params { method: Method::TopkBatch, ratio: 0.4, threshold: 0.0, temperature: 1.0 };
+        let w = select(&p, &ce_host, &ref_loss, b, t, &mut Rng::new(0));
+        let kept = w.iter().sum::<f32>();
+        assert_eq!(kept, 4.0);
+        let wt = Tensor::from_slice(&w, (b, t), &dev).unwrap();
+        let loss = ((&ce * &wt).unwrap().sum_all().unwrap() / kept as f64).unwrap();
+        let expect: f32 = (0..b * t).filter(|&i| w[i] > 0.0).map(|i| ce_host[i]).sum::<f32>() / kept;
+        assert!((loss.to_scalar::<f32>().unwrap() - expect).abs() < 1e-6);
+        let grads = loss.backward().unwrap();
+        let g = grads.get(logits.as_tensor()).unwrap().to_dtype(DType::F32).unwrap();
+        let g = g.reshape((b * t, v)).unwrap().to_vec2::<f32>().unwrap();
+        for (i, row) in g.iter().enumerate() {
+            let norm: f32 = row.iter().map(|x| x.abs()).sum();
+            if w[i] > 0.0 {
+                assert!(norm > 1e-6, "kept token {i} has no gradient");
+            } else {
+                assert_eq!(norm, 0.0, "dropped token {i} has gradient {row:?}");
+            }
+        }
+    }
+}
