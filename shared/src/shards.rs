@@ -44,10 +44,18 @@ pub struct LossStats {
     pub sum_sq: f64,
     pub min: f64,
     pub max: f64,
+    /// NaN or infinite values seen (not in the other fields). Always 0 in
+    /// shards written by `scorer`; readers reject such rows by position.
+    #[serde(default)]
+    pub nonfinite: u64,
 }
 
 impl LossStats {
     pub fn add(&mut self, x: f32) {
+        if !x.is_finite() {
+            self.nonfinite += 1;
+            return;
+        }
         let x = x as f64;
         if self.count == 0 {
             self.min = x;
@@ -62,11 +70,14 @@ impl LossStats {
     }
 
     pub fn merge(&mut self, o: &LossStats) {
+        self.nonfinite += o.nonfinite;
         if o.count == 0 {
             return;
         }
         if self.count == 0 {
+            let nonfinite = self.nonfinite;
             *self = *o;
+            self.nonfinite = nonfinite;
             return;
         }
         self.count += o.count;

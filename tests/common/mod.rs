@@ -62,3 +62,24 @@ pub fn assert_same_files(a: &Path, b: &Path) {
         assert!(x == y, "{n} differs between {} and {}", a.display(), b.display());
     }
 }
+
+/// Path of a workspace binary in the same target directory as this test,
+/// (re)built once per test process so that it is never stale.
+pub fn bin(name: &str) -> String {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps -> target/<profile>
+    let path = dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", name]).current_dir(repo());
+        if dir.file_name().map(|n| n == "release").unwrap_or(false) {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().unwrap().success(), "building {name}");
+        built.push(name.to_string());
+    }
+    path.to_string_lossy().into_owned()
+}

@@ -321,3 +321,25 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_file_with_flag_overrides() {
+        let dir = std::env::temp_dir().join(format!("rho1-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("run.toml");
+        std::fs::write(&cfg, "objective = \"slm\"\nselect_ratio = 0.3\nlr = 0.002\nmax_steps = 7\nout = \"runs/x\"\n").unwrap();
+        let flags = TrainArgs { config: Some(cfg.clone()), lr: Some(0.005), ..Default::default() };
+        let merged = flags.merged().unwrap();
+        assert_eq!(merged.objective, Some(Objective::Slm));
+        assert_eq!(merged.select_ratio, Some(0.3));
+        assert_eq!(merged.lr, Some(0.005), "the flag wins over the file");
+        assert_eq!(merged.max_steps, Some(7));
+        std::fs::write(&cfg, "select_ration = 0.3\n").unwrap();
+        let err = TrainArgs { config: Some(cfg), ..Default::default() }.merged().unwrap_err();
+        assert!(format!("{err:#}").contains("select_ration"), "{err:#}");
+    }
+}

@@ -83,10 +83,7 @@ impl TrainData {
         let mut progress = Progress::new("checking shards", "tok", rows);
         for set in &self.sets {
             if need_ref && !set.scored() {
-                bail!(
-                    "{}: a pack-only set has no ref_loss; --objective slm needs a set written by `scorer score`",
-                    set.dir().display()
-                );
+                bail!("{}: a pack-only set has no ref_loss", set.dir().display());
             }
             for (s, shard) in set.shards().iter().enumerate() {
                 let rgw = set.manifest().job.row_group_windows;

@@ -143,8 +143,11 @@ pub fn run(s: &Settings) -> Result<Outcome> {
         }
     }
     let need_ref = s.objective == Objective::Slm;
-    if need_ref && !data.scored() {
-        bail!("--objective slm needs reference losses, but a --data set is pack-only (written by `scorer pack`): score it with `scorer score`");
+    if let Some(set) = data.sets().iter().find(|set| need_ref && !set.scored()) {
+        bail!(
+            "{}: a pack-only set (written by `scorer pack`) has no ref_loss; --objective slm needs a set written by `scorer score`",
+            set.dir().display()
+        );
     }
     data.validate(cfg.vocab_size, need_ref)?;
 
