@@ -96,13 +96,8 @@ impl Metrics {
     }
 }
 
-pub struct Outcome {
-    pub final_dir: PathBuf,
-    pub eval: Option<EvalResult>,
-    pub steps: u64,
-}
-
-pub fn run(s: &Settings) -> Result<Outcome> {
+/// Trains as `s` says; returns the final checkpoint directory.
+pub fn run(s: &Settings) -> Result<PathBuf> {
     shared::device::set_threads(s.threads);
     let dev = shared::device::parse_device(&s.device)?;
 
@@ -286,5 +281,5 @@ pub fn run(s: &Settings) -> Result<Outcome> {
     } else {
         eprintln!("done after {} steps; checkpoint {}", st.step, final_dir.display());
     }
-    Ok(Outcome { final_dir, eval: last_eval, steps: st.step })
+    Ok(final_dir)
 }

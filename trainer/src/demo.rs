@@ -1,0 +1,257 @@
+//! `trainer demo`: the RHO-1 pipeline on the corpus shipped in `data/`, end
+//! to end, as the ordinary commands would run it:
+//!
+//! 1. `scorer tokenizer` on the clean training split
+//! 2. `scorer pack` the clean training and held-out splits
+//! 3. `trainer train --objective clm` the reference model on clean text
+//! 4. `scorer score` the noisy corpus with the reference model
+//! 5. `trainer train` a CLM baseline and an SLM model on the noisy shards
+//!    (same size, steps, batch, seed)
+//! 6. evaluate all three on the held-out clean split; write a report
+//!
+//! Every stage is skipped when its output is complete, and resumed when a
+//! run was interrupted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::Value;
+
+use crate::args::{Objective, TrainArgs};
+use crate::plot::{svg, Chart, Series};
+use crate::select::Method;
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Working directory for every artefact (sets, runs, report).
+    #[arg(long, default_value = "runs/demo")]
+    pub work: PathBuf,
+    /// Directory holding clean_train, clean_heldout and noisy_web (.jsonl.zst).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Tokenizer vocabulary size.
+    #[arg(long, default_value_t = 4096)]
+    pub vocab_size: usize,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Model size of all three models (debug, tiny, small, medium).
+    #[arg(long, default_value = "tiny")]
+    pub model_size: String,
+    /// Steps of the reference model on clean text.
+    #[arg(long, default_value_t = 400)]
+    pub ref_steps: u64,
+    /// Steps of the CLM and SLM models on the noisy corpus.
+    #[arg(long, default_value_t = 400)]
+    pub steps: u64,
+    /// Windows per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// SLM selection ratio k.
+    #[arg(long, default_value_t = 0.6)]
+    pub select_ratio: f64,
+    /// SLM selection rule.
+    #[arg(long, value_enum, default_value = "topk-batch")]
+    pub select: Method,
+    /// Seed of the target runs (the reference always uses seed 0).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Evaluate on the held-out split every N steps.
+    #[arg(long, default_value_t = 50)]
+    pub eval_every: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn scorer_bin() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.with_file_name(format!("scorer{}", std::env::consts::EXE_SUFFIX));
+    if !p.is_file() {
+        bail!("the scorer binary is not next to {} : build both with `cargo build --release`", me.display());
+    }
+    Ok(p)
+}
+
+fn scorer(args: &[&str]) -> Result<()> {
+    let bin = scorer_bin()?;
+    eprintln!("$ scorer {}", args.join(" "));
+    let status = Command::new(&bin).args(args).status().with_context(|| format!("running {}", bin.display()))?;
+    if !status.success() {
+        bail!("scorer {} failed ({status})", args.first().unwrap_or(&""));
+    }
+    Ok(())
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+/// Trains unless the run already reached its last step; resumes a partial run.
+fn train_stage(a: &DemoArgs, out: &Path, data: &Path, objective: Objective, steps: u64, seed: u64, eval: &Path) -> Result<()> {
+    if let Ok(st) = crate::state::load_state(&out.join("final")) {
+        if st.step == steps {
+            eprintln!("= {} is complete ({steps} steps), reusing it", out.display());
+            return Ok(());
+        }
+    }
+    let resume = out.join(crate::train::METRICS_FILE).exists();
+    eprintln!("$ trainer train --objective {objective:?} --out {}{}", out.display(), if resume { " --resume" } else { "" });
+    let args = TrainArgs {
+        data: vec![data.to_path_buf()],
+        eval_data: Some(eval.to_path_buf()),
+        out: Some(out.to_path_buf()),
+        objective: Some(objective),
+        select: Some(a.select),
+        select_ratio: Some(a.select_ratio),
+        model_size: Some(a.model_size.clone()),
+        batch_size: Some(a.batch_size),
+        max_steps: Some(steps),
+        seed: Some(seed),
+        eval_every: Some(a.eval_every),
+        checkpoint_every: Some(100),
+        resume,
+        threads: a.threads,
+        ..Default::default()
+    };
+    crate::train::run(&args.resolve()?)?;
+    Ok(())
+}
+
+fn read_metrics(run: &Path) -> Result<Vec<Value>> {
+    let path = run.join(crate::train::METRICS_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// (step, tokens_trained, eval_loss) of every evaluation.
+fn eval_curve(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
+    Ok(read_metrics(run)?
+        .iter()
+        .filter_map(|m| Some((m.get("step")?.as_f64()?, m.get("tokens_trained")?.as_f64()?, m.get("eval_loss")?.as_f64()?)))
+        .collect())
+}
+
+/// First step (interpolated between evaluations) at which `curve` reaches `target`.
+pub fn steps_to_reach(curve: &[(f64, f64, f64)], target: f64) -> Option<f64> {
+    curve.windows(2).find_map(|w| {
+        let ((s0, _, l0), (s1, _, l1)) = (w[0], w[1]);
+        (l1 <= target).then(|| if l0 <= target { s0 } else { s0 + (s1 - s0) * (l0 - target) / (l0 - l1) })
+    })
+}
+
+pub fn run(a: &DemoArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let w = &a.work;
+    std::fs::create_dir_all(w)?;
+    let clean = a.data_dir.join("clean_train.jsonl.zst");
+    let heldout_src = a.data_dir.join("clean_heldout.jsonl.zst");
+    let noisy_src = a.data_dir.join("noisy_web.jsonl.zst");
+    for f in [&clean, &heldout_src, &noisy_src] {
+        if !f.is_file() {
+            bail!("{} is missing (run from the repository root, or pass --data-dir)", f.display());
+        }
+    }
+    let seq = a.seq_len.to_string();
+    let threads: Vec<String> = a.threads.map(|t| vec!["--threads".into(), t.to_string()]).unwrap_or_default();
+    let th: Vec<&str> = threads.iter().map(|s| s.as_str()).collect();
+
+    // 1-2. tokenizer and packed clean splits
+    let tok = w.join("tokenizer.json");
+    if tok.is_file() {
+        eprintln!("= {} exists, reusing it", tok.display());
+    } else {
+        scorer(&["tokenizer", "--corpus", p(&clean), "--vocab-size", &a.vocab_size.to_string(), "--out", p(&tok)])?;
+    }
+    let sets = w.join("sets");
+    let (clean_set, heldout_set, noisy_set) = (sets.join("clean-train"), sets.join("clean-heldout"), sets.join("noisy-scored"));
+    for (src, out) in [(&clean, &clean_set), (&heldout_src, &heldout_set)] {
+        if out.join("manifest.json").is_file() {
+            eprintln!("= {} is complete, reusing it", out.display());
+        } else {
+            let mut args = vec!["pack", "--tokenizer", p(&tok), "--corpus", p(src), "--out", p(out), "--seq-len", &seq];
+            args.extend(&th);
+            scorer(&args)?;
+        }
+    }
+    // 3. reference model
+    let runs = w.join("runs");
+    let reference = runs.join("reference");
+    train_stage(a, &reference, &clean_set, Objective::Clm, a.ref_steps, 0, &heldout_set)?;
+    // 4. score the noisy corpus (a rerun of the same command resumes or skips)
+    if noisy_set.join("manifest.json").is_file() {
+        eprintln!("= {} is complete, reusing it", noisy_set.display());
+    } else {
+        let model = reference.join("final");
+        let mut args = vec!["score", "--model", p(&model), "--corpus", p(&noisy_src), "--out", p(&noisy_set), "--seq-len", &seq, "--batch-size", "16"];
+        args.extend(&th);
+        scorer(&args)?;
+    }
+    // 5. CLM baseline and SLM on the noisy shards
+    let tag = format!("seed{}", a.seed);
+    let clm = runs.join(format!("clm-{tag}"));
+    let slm = runs.join(format!("slm-{:?}-k{}-{tag}", a.select, a.select_ratio).to_lowercase());
+    train_stage(a, &clm, &noisy_set, Objective::Clm, a.steps, a.seed, &heldout_set)?;
+    train_stage(a, &slm, &noisy_set, Objective::Slm, a.steps, a.seed, &heldout_set)?;
+
+    // 6. report
+    let (rc, cc, sc) = (eval_curve(&reference)?, eval_curve(&clm)?, eval_curve(&slm)?);
+    let last = |c: &[(f64, f64, f64)]| c.last().map(|x| *x).unwrap_or((0.0, 0.0, f64::NAN));
+    let (r_last, c_last, s_last) = (last(&rc), last(&cc), last(&sc));
+    let reach = steps_to_reach(&sc, c_last.2);
+    let mut md = String::new();
+    md.push_str("# RHO-1 demo: selective vs plain language modeling\n\n");
+    md.push_str(&format!(
+        "Model `{}` for all runs; windows of {} tokens, batch {}, vocabulary {}. Reference: {} steps on the clean training split. \
+         Targets: {} steps on the noisy corpus, seed {}. SLM: `{:?}`, k = {}.\n\n",
+        a.model_size, a.seq_len, a.batch_size, a.vocab_size, a.ref_steps, a.steps, a.seed, a.select, a.select_ratio
+    ));
+    md.push_str("| model | steps | tokens backpropagated | held-out clean CE | perplexity |\n|---|---:|---:|---:|---:|\n");
+    for (name, l) in [("reference (clean)", r_last), ("CLM (noisy)", c_last), ("SLM (noisy)", s_last)] {
+        md.push_str(&format!("| {name} | {:.0} | {:.0} | {:.4} | {:.2} |\n", l.0, l.1, l.2, l.2.exp()));
+    }
+    md.push_str(&format!(
+        "\nSLM - CLM at equal steps: {:+.4}. ",
+        s_last.2 - c_last.2
+    ));
+    match reach {
+        Some(st) => md.push_str(&format!(
+            "SLM reaches CLM's final held-out loss ({:.4}) at step {:.0}, {:.0}% of CLM's steps.\n",
+            c_last.2,
+            st,
+            100.0 * st / c_last.0.max(1.0)
+        )),
+        None => md.push_str("SLM does not reach CLM's final held-out loss within the run.\n"),
+    }
+    md.push_str("\n![held-out loss](heldout_loss.svg)\n\nOne run, one seed: see README (Fidelity) for the spread over seeds before reading a difference as a result.\n");
+    let series = |f: fn(&(f64, f64, f64)) -> (f64, f64)| {
+        vec![
+            Series { name: "CLM".into(), points: cc.iter().map(f).collect() },
+            Series { name: format!("SLM k={}", a.select_ratio), points: sc.iter().map(f).collect() },
+        ]
+    };
+    let chart = svg(&[
+        Chart { title: "held-out clean CE vs steps".into(), x_label: "step".into(), y_label: "CE (nats)".into(), series: series(|p| (p.0, p.2)) },
+        Chart { title: "held-out clean CE vs tokens backpropagated".into(), x_label: "tokens".into(), y_label: "CE (nats)".into(), series: series(|p| (p.1, p.2)) },
+    ]);
+    shared::atomic::write_file(&w.join("heldout_loss.svg"), chart.as_bytes())?;
+    shared::atomic::write_file(&w.join("report.md"), md.as_bytes())?;
+    println!("\n{md}");
+    eprintln!("report: {} (and heldout_loss.svg), {:.1} min in all", w.join("report.md").display(), started.elapsed().as_secs_f64() / 60.0);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_to_reach_interpolates_between_evaluations() {
+        let c = vec![(0.0, 0.0, 8.0), (50.0, 0.0, 6.0), (100.0, 0.0, 5.0)];
+        assert_eq!(steps_to_reach(&c, 6.0), Some(50.0));
+        assert_eq!(steps_to_reach(&c, 5.5), Some(75.0));
+        assert_eq!(steps_to_reach(&c, 4.0), None);
+    }
+}
