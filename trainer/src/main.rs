@@ -10,8 +10,10 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod data;
+mod demo;
 mod eval;
 mod optim;
+mod plot;
 mod schedule;
 mod select;
 mod state;
@@ -41,6 +43,8 @@ struct Cli {
 enum Command {
     /// Train (clm or slm) on score sets written by `scorer`.
     Train(args::TrainArgs),
+    /// The whole RHO-1 pipeline on the embedded corpus, with a CLM-vs-SLM report.
+    Demo(demo::DemoArgs),
     /// Held-out loss and perplexity of checkpoints on a score set.
     Eval {
         /// Hugging Face checkpoint directories.
@@ -100,6 +104,10 @@ fn run(cli: Cli) -> Result<()> {
             let settings = a.resolve()?;
             train::run(&settings)?;
             Ok(())
+        }
+        Command::Demo(a) => {
+            shared::device::set_threads(a.threads);
+            demo::run(&a)
         }
         Command::Eval { model, data, batch_size, max_windows, json, threads, device } => {
             shared::device::set_threads(threads);
