@@ -14,7 +14,9 @@ use shared::loss::{inputs_and_targets, per_token_loss};
 use shared::model::{Llama, Mode};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> T {
@@ -32,7 +34,12 @@ fn check(name: &str, mode: Mode) {
         Mode::Train => {
             let cfg = ckpt.config.clone();
             let vm = ckpt.into_varmap().unwrap();
-            Llama::load(candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg, Mode::Train).unwrap()
+            Llama::load(
+                candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &dev),
+                &cfg,
+                Mode::Train,
+            )
+            .unwrap()
         }
     };
     let (b, t) = (ids.len(), ids[0].len());
@@ -40,7 +47,10 @@ fn check(name: &str, mode: Mode) {
     let windows = Tensor::from_vec(flat, (b, t), &dev).unwrap();
     let (inp, tgt) = inputs_and_targets(&windows).unwrap();
     let logits = model.forward(&inp).unwrap();
-    let got = per_token_loss(&logits, &tgt).unwrap().to_vec2::<f32>().unwrap();
+    let got = per_token_loss(&logits, &tgt)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let mut max_diff = 0f64;
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(g.len(), e.len());
@@ -48,7 +58,10 @@ fn check(name: &str, mode: Mode) {
             max_diff = max_diff.max((*x as f64 - y).abs());
         }
     }
-    assert!(max_diff < 1e-4, "{name} ({mode:?}): max |ours - transformers| = {max_diff:e}");
+    assert!(
+        max_diff < 1e-4,
+        "{name} ({mode:?}): max |ours - transformers| = {max_diff:e}"
+    );
     eprintln!("{name} ({mode:?}): max abs diff {max_diff:e}");
 }
 

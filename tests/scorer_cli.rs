@@ -25,14 +25,38 @@ fn s(p: &Path) -> &str {
 fn tokenizer(dir: &Path) -> PathBuf {
     let out = dir.join("tokenizer.json");
     let corpus = data("clean_heldout.jsonl.zst");
-    run_ok(SCORER, &["tokenizer", "--corpus", s(&corpus), "--vocab-size", "1024", "--out", s(&out)]);
+    run_ok(
+        SCORER,
+        &[
+            "tokenizer",
+            "--corpus",
+            s(&corpus),
+            "--vocab-size",
+            "1024",
+            "--out",
+            s(&out),
+        ],
+    );
     out
 }
 
 fn score_args<'a>(model: &'a Path, tok: &'a Path, corpus: &'a Path, out: &'a Path) -> Vec<&'a str> {
     vec![
-        "score", "--model", s(model), "--tokenizer", s(tok), "--corpus", s(corpus), "--out", s(out),
-        "--seq-len", "64", "--shard-tokens", "4096", "--row-group-tokens", "1024",
+        "score",
+        "--model",
+        s(model),
+        "--tokenizer",
+        s(tok),
+        "--corpus",
+        s(corpus),
+        "--out",
+        s(out),
+        "--seq-len",
+        "64",
+        "--shard-tokens",
+        "4096",
+        "--row-group-tokens",
+        "1024",
     ]
 }
 
@@ -57,13 +81,20 @@ fn score_writes_exactly_the_losses_the_model_gives() {
     // Run the windows read back from the shards through the model again, in
     // batches of a different size than the scorer used.
     let dev = Device::Cpu;
-    let model = Checkpoint::load(&model_dir, DType::F32, &dev).unwrap().infer_model(&dev).unwrap();
+    let model = Checkpoint::load(&model_dir, DType::F32, &dev)
+        .unwrap()
+        .infer_model(&dev)
+        .unwrap();
     let mut max_diff = 0f32;
     for start in (0..n).step_by(5) {
         let b = 5.min(n - start);
-        let ids = Tensor::from_slice(&all.tokens[start * t..(start + b) * t], (b, t), &dev).unwrap();
+        let ids =
+            Tensor::from_slice(&all.tokens[start * t..(start + b) * t], (b, t), &dev).unwrap();
         let (inp, tgt) = inputs_and_targets(&ids).unwrap();
-        let losses = per_token_loss(&model.forward(&inp).unwrap(), &tgt).unwrap().to_vec2::<f32>().unwrap();
+        let losses = per_token_loss(&model.forward(&inp).unwrap(), &tgt)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (w, row) in losses.iter().enumerate() {
             let stored = &ref_loss[(start + w) * t..(start + w + 1) * t];
             assert!(stored[0].is_nan(), "position 0 must be null");
@@ -72,11 +103,19 @@ fn score_writes_exactly_the_losses_the_model_gives() {
             }
         }
     }
-    assert!(max_diff < 1e-5, "stored ref_loss differs from the model's by {max_diff}");
+    assert!(
+        max_diff < 1e-5,
+        "stored ref_loss differs from the model's by {max_diff}"
+    );
     let m = set.manifest();
     let summary = m.ref_loss.as_ref().unwrap();
     assert_eq!(summary.count, (n * (t - 1)) as u64);
-    let mean = ref_loss.iter().filter(|x| !x.is_nan()).map(|&x| x as f64).sum::<f64>() / summary.count as f64;
+    let mean = ref_loss
+        .iter()
+        .filter(|x| !x.is_nan())
+        .map(|&x| x as f64)
+        .sum::<f64>()
+        / summary.count as f64;
     assert!((mean - summary.mean).abs() < 1e-6);
 }
 
@@ -100,7 +139,11 @@ fn parts_of_a_split_job_equal_the_single_process_result() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_same_files(&single, &split);
 }
@@ -111,13 +154,18 @@ trait SpawnQuiet {
 
 impl SpawnQuiet for Command {
     fn output_async(&mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        self.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }
 
 /// Every file with a final shard name must be a complete shard.
 fn assert_no_partial_shards(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -138,16 +186,30 @@ fn killed_job_resumes_to_identical_shards() {
     let corpus = data("clean_train.jsonl.zst");
     let reference = dir.join("uninterrupted");
     run_ok(SCORER, &score_args(&model, &tok, &corpus, &reference));
-    let total = dir_files(&reference).iter().filter(|f| f.0.starts_with("part-")).count();
+    let total = dir_files(&reference)
+        .iter()
+        .filter(|f| f.0.starts_with("part-"))
+        .count();
 
     let out = dir.join("killed");
-    let mut child = Command::new(SCORER).args(score_args(&model, &tok, &corpus, &out)).output_async();
+    let mut child = Command::new(SCORER)
+        .args(score_args(&model, &tok, &corpus, &out))
+        .output_async();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut shards_at_kill;
     loop {
         assert_no_partial_shards(&out);
         shards_at_kill = std::fs::read_dir(&out)
-            .map(|d| d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("part-")).count())
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("part-")
+                })
+                .count()
+            })
             .unwrap_or(0);
         if shards_at_kill >= 2 || Instant::now() > deadline {
             break;
@@ -156,7 +218,10 @@ fn killed_job_resumes_to_identical_shards() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(shards_at_kill >= 2 && shards_at_kill < total, "killed with {shards_at_kill} of {total} shards");
+    assert!(
+        shards_at_kill >= 2 && shards_at_kill < total,
+        "killed with {shards_at_kill} of {total} shards"
+    );
     assert!(!out.join("manifest.json").exists());
     assert_no_partial_shards(&out);
 
@@ -172,13 +237,26 @@ fn a_different_job_on_the_same_directory_is_refused() {
     let tok = tokenizer(&dir);
     let corpus = data("clean_heldout.jsonl.zst");
     let out = dir.join("set");
-    run_ok(SCORER, &score_args(&fixture("llama-mha"), &tok, &corpus, &out));
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-mha"), &tok, &corpus, &out),
+    );
     let before = dir_files(&out);
-    let res = run(SCORER, &score_args(&fixture("llama-gqa"), &tok, &corpus, &out));
+    let res = run(
+        SCORER,
+        &score_args(&fixture("llama-gqa"), &tok, &corpus, &out),
+    );
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
-    assert!(err.contains("reference model") && err.contains("llama-gqa"), "{err}");
-    assert_eq!(before, dir_files(&out), "a refused job must not touch the set");
+    assert!(
+        err.contains("reference model") && err.contains("llama-gqa"),
+        "{err}"
+    );
+    assert_eq!(
+        before,
+        dir_files(&out),
+        "a refused job must not touch the set"
+    );
 }
 
 #[test]
@@ -186,13 +264,26 @@ fn duckdb_reads_the_set_as_written() {
     let dir = scratch("duckdb");
     let tok = tokenizer(&dir);
     let out = dir.join("set");
-    run_ok(SCORER, &score_args(&fixture("llama-gqa"), &tok, &data("clean_heldout.jsonl.zst"), &out));
+    run_ok(
+        SCORER,
+        &score_args(
+            &fixture("llama-gqa"),
+            &tok,
+            &data("clean_heldout.jsonl.zst"),
+            &out,
+        ),
+    );
     let python = match std::env::var("RHO1_PYTHON") {
         Ok(p) => p,
         Err(_) => {
-            let probe = Command::new("python3").args(["-c", "import duckdb"]).output();
+            let probe = Command::new("python3")
+                .args(["-c", "import duckdb"])
+                .output();
             if !probe.map(|o| o.status.success()).unwrap_or(false) {
-                assert!(std::env::var("CI").is_err(), "CI must provide DuckDB: set RHO1_PYTHON");
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "CI must provide DuckDB: set RHO1_PYTHON"
+                );
                 eprintln!("SKIPPED: no python3 with duckdb (set RHO1_PYTHON; .ci/run does)");
                 return;
             }
@@ -201,5 +292,76 @@ fn duckdb_reads_the_set_as_written() {
     };
     let script = repo().join("tests/duckdb_check.py");
     let res = Command::new(python).arg(script).arg(&out).output().unwrap();
-    assert!(res.status.success(), "{}\n{}", String::from_utf8_lossy(&res.stdout), String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+#[test]
+fn a_second_process_on_the_same_part_is_refused_other_parts_are_not() {
+    let dir = scratch("lock");
+    let tok = tokenizer(&dir);
+    let model = fixture("llama-mha");
+    let corpus = data("clean_train.jsonl.zst");
+    let out = dir.join("set");
+    let mut first = Command::new(SCORER)
+        .args(score_args(&model, &tok, &corpus, &out))
+        .output_async();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.join("job.json").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let second = run(SCORER, &score_args(&model, &tok, &corpus, &out));
+    let running = first.try_wait().unwrap().is_none();
+    let err = String::from_utf8_lossy(&second.stderr);
+    if running {
+        assert_eq!(second.status.code(), Some(1), "{err}");
+        assert!(err.contains("already writing part 0 of 1"), "{err}");
+    }
+    // Another part of a split job takes its own lock.
+    let mut other = score_args(&model, &tok, &corpus, &out);
+    other.extend(["--num-shards", "2", "--shard-index", "1"]);
+    let third = run(SCORER, &other);
+    assert!(!String::from_utf8_lossy(&third.stderr).contains("already writing"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        running,
+        "the first scorer finished before the second started: the test proves nothing"
+    );
+    // The kernel released the killed holder's lock: a rerun completes the set.
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &out));
+    run_ok(SCORER, &["verify", s(&out)]);
+}
+
+#[test]
+fn verify_names_a_replaced_shard() {
+    let dir = scratch("verify");
+    let tok = tokenizer(&dir);
+    let out = dir.join("set");
+    run_ok(
+        SCORER,
+        &score_args(
+            &fixture("llama-gqa"),
+            &tok,
+            &data("clean_heldout.jsonl.zst"),
+            &out,
+        ),
+    );
+    run_ok(SCORER, &["verify", s(&out)]);
+    let shard = out.join("part-00001.parquet");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff; // same size, different content
+    std::fs::write(&shard, bytes).unwrap();
+    let res = run(SCORER, &["verify", s(&out)]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("part-00001.parquet") && err.contains("content hash"),
+        "{err}"
+    );
 }

@@ -38,25 +38,97 @@ fn fixture_sets() -> &'static Fixture {
         let scorer = bin("scorer");
         let tok = dir.join("tokenizer.json");
         let clean_src = data("clean_train.jsonl.zst");
-        run_ok(&scorer, &["tokenizer", "--corpus", s(&clean_src), "--vocab-size", "1024", "--out", s(&tok)]);
+        run_ok(
+            &scorer,
+            &[
+                "tokenizer",
+                "--corpus",
+                s(&clean_src),
+                "--vocab-size",
+                "1024",
+                "--out",
+                s(&tok),
+            ],
+        );
         let pack = |corpus: PathBuf, out: &Path| {
-            run_ok(&scorer, &["pack", "--tokenizer", s(&tok), "--corpus", s(&corpus), "--out", s(out), "--seq-len", "64", "--row-group-tokens", "2048"]);
+            run_ok(
+                &scorer,
+                &[
+                    "pack",
+                    "--tokenizer",
+                    s(&tok),
+                    "--corpus",
+                    s(&corpus),
+                    "--out",
+                    s(out),
+                    "--seq-len",
+                    "64",
+                    "--row-group-tokens",
+                    "2048",
+                ],
+            );
         };
-        let (clean, heldout, noisy_packed) = (dir.join("clean"), dir.join("heldout"), dir.join("noisy-packed"));
+        let (clean, heldout, noisy_packed) = (
+            dir.join("clean"),
+            dir.join("heldout"),
+            dir.join("noisy-packed"),
+        );
         pack(clean_src, &clean);
         pack(data("clean_heldout.jsonl.zst"), &heldout);
         pack(data("noisy_web.jsonl.zst"), &noisy_packed);
         let reference = dir.join("ref");
-        run_ok(TRAINER, &[
-            "train", "--data", s(&clean), "--eval-data", s(&heldout), "--out", s(&reference), "--model-size", "debug",
-            "--batch-size", "8", "--max-steps", "150", "--warmup-steps", "10", "--lr", "3e-3", "--eval-every", "0",
-        ]);
+        run_ok(
+            TRAINER,
+            &[
+                "train",
+                "--data",
+                s(&clean),
+                "--eval-data",
+                s(&heldout),
+                "--out",
+                s(&reference),
+                "--model-size",
+                "debug",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "150",
+                "--warmup-steps",
+                "10",
+                "--lr",
+                "3e-3",
+                "--eval-every",
+                "0",
+            ],
+        );
         let noisy_scored = dir.join("noisy-scored");
-        run_ok(&scorer, &[
-            "score", "--model", s(&reference.join("final")), "--corpus", s(&data("noisy_web.jsonl.zst")),
-            "--out", s(&noisy_scored), "--seq-len", "64", "--row-group-tokens", "2048", "--batch-size", "16",
-        ]);
-        Fixture { dir, tok, clean, heldout, reference, noisy_scored, noisy_packed }
+        run_ok(
+            &scorer,
+            &[
+                "score",
+                "--model",
+                s(&reference.join("final")),
+                "--corpus",
+                s(&data("noisy_web.jsonl.zst")),
+                "--out",
+                s(&noisy_scored),
+                "--seq-len",
+                "64",
+                "--row-group-tokens",
+                "2048",
+                "--batch-size",
+                "16",
+            ],
+        );
+        Fixture {
+            dir,
+            tok,
+            clean,
+            heldout,
+            reference,
+            noisy_scored,
+            noisy_packed,
+        }
     })
 }
 
@@ -69,7 +141,10 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
 }
 
 fn eval_losses(run: &Path) -> Vec<f64> {
-    metrics(run).iter().filter_map(|m| m.get("eval_loss").and_then(|v| v.as_f64())).collect()
+    metrics(run)
+        .iter()
+        .filter_map(|m| m.get("eval_loss").and_then(|v| v.as_f64()))
+        .collect()
 }
 
 #[test]
@@ -79,10 +154,34 @@ fn clm_reference_training_lowers_held_out_loss() {
     // untrained model's held-out loss from a zero-step evaluation.
     let out = f.dir.join("untrained");
     let _ = std::fs::remove_dir_all(&out);
-    run_ok(TRAINER, &["train", "--data", s(&f.clean), "--eval-data", s(&f.heldout), "--out", s(&out), "--model-size", "debug", "--batch-size", "8", "--max-steps", "1", "--lr", "1e-9", "--warmup-steps", "1"]);
+    run_ok(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.clean),
+            "--eval-data",
+            s(&f.heldout),
+            "--out",
+            s(&out),
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "1",
+            "--lr",
+            "1e-9",
+            "--warmup-steps",
+            "1",
+        ],
+    );
     let before = eval_losses(&out)[0];
     let after = *eval_losses(&f.reference).last().unwrap();
-    assert!(after < before - 1.0, "clm: held-out loss {before} -> {after}");
+    assert!(
+        after < before - 1.0,
+        "clm: held-out loss {before} -> {after}"
+    );
 }
 
 #[test]
@@ -90,14 +189,39 @@ fn slm_training_lowers_held_out_loss() {
     let f = fixture_sets();
     let out = f.dir.join("slm");
     let _ = std::fs::remove_dir_all(&out);
-    run_ok(TRAINER, &[
-        "train", "--data", s(&f.noisy_scored), "--eval-data", s(&f.heldout), "--out", s(&out), "--objective", "slm",
-        "--model-size", "debug", "--batch-size", "8", "--max-steps", "120", "--warmup-steps", "10", "--lr", "3e-3", "--eval-every", "60",
-    ]);
+    run_ok(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.noisy_scored),
+            "--eval-data",
+            s(&f.heldout),
+            "--out",
+            s(&out),
+            "--objective",
+            "slm",
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "120",
+            "--warmup-steps",
+            "10",
+            "--lr",
+            "3e-3",
+            "--eval-every",
+            "60",
+        ],
+    );
     let losses = eval_losses(&out);
     assert_eq!(losses.len(), 3, "evaluations at steps 0, 60, 120");
     assert!(losses[2] < losses[0] - 1.0, "slm: held-out loss {losses:?}");
-    let steps: Vec<serde_json::Value> = metrics(&out).into_iter().filter(|m| m.get("loss_selected").is_some()).collect();
+    let steps: Vec<serde_json::Value> = metrics(&out)
+        .into_iter()
+        .filter(|m| m.get("loss_selected").is_some())
+        .collect();
     for m in &steps {
         let frac = m["selected_frac"].as_f64().unwrap();
         assert!((frac - 0.6).abs() < 0.01, "selected fraction {frac}");
@@ -110,9 +234,27 @@ fn killed_run_resumes_with_identical_losses() {
     let f = fixture_sets();
     let args = |out: &Path| -> Vec<String> {
         [
-            "train", "--data", s(&f.noisy_scored), "--out", s(out), "--objective", "slm", "--select", "random",
-            "--model-size", "debug", "--batch-size", "4", "--max-steps", "40", "--warmup-steps", "5",
-            "--checkpoint-every", "10", "--eval-every", "0",
+            "train",
+            "--data",
+            s(&f.noisy_scored),
+            "--out",
+            s(out),
+            "--objective",
+            "slm",
+            "--select",
+            "random",
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "40",
+            "--warmup-steps",
+            "5",
+            "--checkpoint-every",
+            "10",
+            "--eval-every",
+            "0",
         ]
         .iter()
         .map(|x| x.to_string())
@@ -125,14 +267,26 @@ fn killed_run_resumes_with_identical_losses() {
 
     let cut = f.dir.join("resume-cut");
     let _ = std::fs::remove_dir_all(&cut);
-    let mut child = Command::new(TRAINER).args(args(&cut)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(TRAINER)
+        .args(args(&cut))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !cut.join("checkpoints/step-000010/trainer_state.json").exists() && Instant::now() < deadline {
+    while !cut
+        .join("checkpoints/step-000010/trainer_state.json")
+        .exists()
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(!cut.join("final").exists(), "the run finished before it was killed");
+    assert!(
+        !cut.join("final").exists(),
+        "the run finished before it was killed"
+    );
     let mut b = args(&cut);
     b.push("--resume".into());
     let res = run_ok(TRAINER, &b.iter().map(|x| x.as_str()).collect::<Vec<_>>());
@@ -146,7 +300,10 @@ fn killed_run_resumes_with_identical_losses() {
     };
     let (x, y) = (losses(&full), losses(&cut));
     assert_eq!(x.len(), 40);
-    assert_eq!(x.iter().map(|p| p.0).collect::<Vec<_>>(), y.iter().map(|p| p.0).collect::<Vec<_>>());
+    assert_eq!(
+        x.iter().map(|p| p.0).collect::<Vec<_>>(),
+        y.iter().map(|p| p.0).collect::<Vec<_>>()
+    );
     for ((step, l1), (_, l2)) in x.iter().zip(&y) {
         assert!((l1 - l2).abs() <= 1e-6, "step {step}: {l1} vs {l2}");
     }
@@ -158,14 +315,44 @@ fn trained_checkpoint_scores_in_scorer_as_trainer_eval_says() {
     let model = f.reference.join("final");
     let out = f.dir.join("rescored-heldout");
     let _ = std::fs::remove_dir_all(&out);
-    run_ok(&bin("scorer"), &["score", "--model", s(&model), "--corpus", s(&data("clean_heldout.jsonl.zst")), "--out", s(&out), "--seq-len", "64"]);
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    run_ok(
+        &bin("scorer"),
+        &[
+            "score",
+            "--model",
+            s(&model),
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--out",
+            s(&out),
+            "--seq-len",
+            "64",
+        ],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let scorer_mean = manifest["ref_loss"]["mean"].as_f64().unwrap();
-    let res = run_ok(TRAINER, &["eval", "--model", s(&model), "--data", s(&f.heldout), "--json"]);
+    let res = run_ok(
+        TRAINER,
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&f.heldout),
+            "--json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     let eval_loss = v[0]["loss"].as_f64().unwrap();
-    assert_eq!(v[0]["tokens"].as_u64().unwrap(), manifest["ref_loss"]["count"].as_u64().unwrap());
-    assert!((scorer_mean - eval_loss).abs() < 1e-4, "scorer {scorer_mean} vs trainer eval {eval_loss}");
+    assert_eq!(
+        v[0]["tokens"].as_u64().unwrap(),
+        manifest["ref_loss"]["count"].as_u64().unwrap()
+    );
+    assert!(
+        (scorer_mean - eval_loss).abs() < 1e-4,
+        "scorer {scorer_mean} vs trainer eval {eval_loss}"
+    );
 }
 
 #[test]
@@ -174,12 +361,36 @@ fn bad_input_is_refused_before_anything_is_written() {
     let scorer = bin("scorer");
     // A second tokenizer and a set with another seq_len.
     let other_tok = f.dir.join("other-tokenizer.json");
-    run_ok(&scorer, &["tokenizer", "--corpus", s(&data("clean_heldout.jsonl.zst")), "--vocab-size", "600", "--out", s(&other_tok)]);
+    run_ok(
+        &scorer,
+        &[
+            "tokenizer",
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--vocab-size",
+            "600",
+            "--out",
+            s(&other_tok),
+        ],
+    );
     let other_tok_set = f.dir.join("heldout-other-tok");
     let seq32 = f.dir.join("heldout-seq32");
     for (tok, out, len) in [(&other_tok, &other_tok_set, "64"), (&f.tok, &seq32, "32")] {
         let _ = std::fs::remove_dir_all(out);
-        run_ok(&scorer, &["pack", "--tokenizer", s(tok), "--corpus", s(&data("clean_heldout.jsonl.zst")), "--out", s(out), "--seq-len", len]);
+        run_ok(
+            &scorer,
+            &[
+                "pack",
+                "--tokenizer",
+                s(tok),
+                "--corpus",
+                s(&data("clean_heldout.jsonl.zst")),
+                "--out",
+                s(out),
+                "--seq-len",
+                len,
+            ],
+        );
     }
     // A scored set whose first shard holds a NaN reference loss.
     let nan_set = f.dir.join("nan-set");
@@ -201,14 +412,29 @@ fn bad_input_is_refused_before_anything_is_written() {
         let w = reader.read_row_group(g).unwrap();
         for (i, seq) in w.seq_ids.iter().enumerate() {
             let t = w.seq_len;
-            windows.push(shared::pack::Window { seq_id: *seq, tokens: w.tokens[i * t..(i + 1) * t].to_vec(), doc_ids: vec![0; t] });
+            windows.push(shared::pack::Window {
+                seq_id: *seq,
+                tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
+                doc_ids: vec![0; t],
+            });
             losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
         }
     }
     losses[3][9] = f32::NAN; // window 3, pos 10 -> row 3 * 64 + 10 = 202
     drop(reader);
-    shared::shards::write_shard(&shard, &info.job, 0, info.seq_len, info.row_group_windows, &windows, Some(&losses)).unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(nan_set.join("manifest.json")).unwrap()).unwrap();
+    shared::shards::write_shard(
+        &shard,
+        &info.job,
+        0,
+        info.seq_len,
+        info.row_group_windows,
+        &windows,
+        Some(&losses),
+    )
+    .unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(nan_set.join("manifest.json")).unwrap())
+            .unwrap();
     manifest["shards"][0]["bytes"] = std::fs::metadata(&shard).unwrap().len().into();
     std::fs::write(nan_set.join("manifest.json"), manifest.to_string()).unwrap();
     // A truncated shard.
@@ -217,28 +443,108 @@ fn bad_input_is_refused_before_anything_is_written() {
     std::fs::write(&t_shard, &bytes[..bytes.len() / 2]).unwrap();
     // A model config whose vocabulary is smaller than the tokenizer's.
     let small_vocab = f.dir.join("small-vocab.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.reference.join("final/config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.reference.join("final/config.json")).unwrap(),
+    )
+    .unwrap();
     cfg["vocab_size"] = 512.into();
     std::fs::write(&small_vocab, cfg.to_string()).unwrap();
 
     let d = |p: &Path| p.to_str().unwrap().to_string();
     let cases: Vec<(&str, Vec<String>, Vec<&str>)> = vec![
-        ("slm on a pack-only set", vec!["--data".into(), d(&f.noisy_packed), "--objective".into(), "slm".into()], vec!["pack-only", "noisy-packed"]),
-        ("NaN ref_loss", vec!["--data".into(), d(&nan_set), "--objective".into(), "slm".into()], vec!["part-00000.parquet", "row 202", "NaN"]),
-        ("truncated shard", vec!["--data".into(), d(&truncated)], vec!["part-00000.parquet", "truncated"]),
-        ("token ids beyond the model's vocabulary", vec!["--data".into(), d(&f.clean), "--model-config".into(), d(&small_vocab)], vec!["1024", "512"]),
-        ("mismatched seq_len", vec!["--data".into(), d(&f.clean), "--eval-data".into(), d(&seq32)], vec!["seq_len", "64", "32", "heldout-seq32"]),
-        ("mismatched tokenizer", vec!["--data".into(), d(&f.clean), "--eval-data".into(), d(&other_tok_set)], vec!["tokenizer differs", "heldout-other-tok"]),
-        ("select ratio out of range", vec!["--data".into(), d(&f.clean), "--select-ratio".into(), "1.5".into()], vec!["--select-ratio", "1.5"]),
-        ("negative learning rate", vec!["--data".into(), d(&f.clean), "--lr=-1".into()], vec!["--lr"]),
-        ("missing data directory", vec!["--data".into(), d(&f.dir.join("nope"))], vec!["nope"]),
+        (
+            "slm on a pack-only set",
+            vec![
+                "--data".into(),
+                d(&f.noisy_packed),
+                "--objective".into(),
+                "slm".into(),
+            ],
+            vec!["pack-only", "noisy-packed"],
+        ),
+        (
+            "NaN ref_loss",
+            vec![
+                "--data".into(),
+                d(&nan_set),
+                "--objective".into(),
+                "slm".into(),
+            ],
+            vec!["part-00000.parquet", "row 202", "NaN"],
+        ),
+        (
+            "truncated shard",
+            vec!["--data".into(), d(&truncated)],
+            vec!["part-00000.parquet", "truncated"],
+        ),
+        (
+            "token ids beyond the model's vocabulary",
+            vec![
+                "--data".into(),
+                d(&f.clean),
+                "--model-config".into(),
+                d(&small_vocab),
+            ],
+            vec!["1024", "512"],
+        ),
+        (
+            "mismatched seq_len",
+            vec![
+                "--data".into(),
+                d(&f.clean),
+                "--eval-data".into(),
+                d(&seq32),
+            ],
+            vec!["seq_len", "64", "32", "heldout-seq32"],
+        ),
+        (
+            "mismatched tokenizer",
+            vec![
+                "--data".into(),
+                d(&f.clean),
+                "--eval-data".into(),
+                d(&other_tok_set),
+            ],
+            vec!["tokenizer differs", "heldout-other-tok"],
+        ),
+        (
+            "select ratio out of range",
+            vec![
+                "--data".into(),
+                d(&f.clean),
+                "--select-ratio".into(),
+                "1.5".into(),
+            ],
+            vec!["--select-ratio", "1.5"],
+        ),
+        (
+            "negative learning rate",
+            vec!["--data".into(), d(&f.clean), "--lr=-1".into()],
+            vec!["--lr"],
+        ),
+        (
+            "missing data directory",
+            vec!["--data".into(), d(&f.dir.join("nope"))],
+            vec!["nope"],
+        ),
     ];
     for (name, extra, expect) in cases {
         let out = f.dir.join(format!("bad-{}", name.replace(' ', "-")));
         let _ = std::fs::remove_dir_all(&out);
-        let mut args = vec!["train".to_string(), "--out".into(), d(&out), "--model-size".into(), "debug".into(), "--max-steps".into(), "2".into()];
+        let mut args = vec![
+            "train".to_string(),
+            "--out".into(),
+            d(&out),
+            "--model-size".into(),
+            "debug".into(),
+            "--max-steps".into(),
+            "2".into(),
+        ];
         args.extend(extra);
-        let res = run(TRAINER, &args.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+        let res = run(
+            TRAINER,
+            &args.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        );
         let err = String::from_utf8_lossy(&res.stderr);
         assert_eq!(res.status.code(), Some(1), "{name}: {err}");
         assert!(!err.contains("panicked"), "{name}: {err}");
@@ -247,4 +553,66 @@ fn bad_input_is_refused_before_anything_is_written() {
         }
         assert!(!out.exists(), "{name}: wrote {}", out.display());
     }
+}
+
+/// A short, checked-in loss curve of a tiny debug run: a change that moves
+/// any step's training loss by more than the tolerance fails here.
+/// Regenerate deliberately with `UPDATE_LOSS_CURVE=1 cargo test -p trainer --test trainer_cli loss_curve`.
+#[test]
+fn debug_loss_curve_matches_the_checked_in_one() {
+    // f32 sums can round differently with another thread count or SIMD width;
+    // 30 steps of such noise stay far below this (measured: see the fixture).
+    const TOLERANCE: f64 = 2e-3;
+    let f = fixture_sets();
+    let out = f.dir.join("curve");
+    let _ = std::fs::remove_dir_all(&out);
+    run_ok(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.clean),
+            "--out",
+            s(&out),
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "30",
+            "--warmup-steps",
+            "5",
+            "--lr",
+            "3e-3",
+            "--eval-every",
+            "0",
+            "--seed",
+            "0",
+        ],
+    );
+    let got: Vec<f64> = metrics(&out)
+        .iter()
+        .filter_map(|m| m.get("loss_all").and_then(|v| v.as_f64()))
+        .collect();
+    assert_eq!(got.len(), 30);
+    let path = repo().join("tests/fixtures/loss_curve_debug.json");
+    if std::env::var("UPDATE_LOSS_CURVE").is_ok() {
+        std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap()).unwrap();
+        return;
+    }
+    let want: Vec<f64> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(want.len(), got.len());
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < TOLERANCE,
+        "the loss curve moved by {worst} (tolerance {TOLERANCE}):\n got  {got:?}\n want {want:?}"
+    );
+    assert!(
+        got[29] < got[0] - 0.5,
+        "the debug run does not learn: {got:?}"
+    );
 }

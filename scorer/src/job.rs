@@ -17,8 +17,8 @@ use shared::checkpoint::Checkpoint;
 use shared::corpus::{expand_inputs, Corpus};
 use shared::loss::{inputs_and_targets, per_token_loss};
 use shared::manifest::{
-    load_job, shard_file_name, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry, TokenizerInfo,
-    DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
+    load_job, shard_file_name, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry,
+    TokenizerInfo, DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
 };
 use shared::model::Llama;
 use shared::pack::{Pipeline, Window};
@@ -42,7 +42,12 @@ pub struct Settings {
     pub device: Device,
 }
 
-pub fn train_tokenizer(corpus: &[PathBuf], vocab_size: usize, out: &Path, text_field: &str) -> Result<()> {
+pub fn train_tokenizer(
+    corpus: &[PathBuf],
+    vocab_size: usize,
+    out: &Path,
+    text_field: &str,
+) -> Result<()> {
     let files = expand_inputs(corpus)?;
     let failure = Mutex::new(None);
     let texts = Corpus::new(files, text_field).map_while(|doc| match doc {
@@ -70,6 +75,81 @@ pub fn train_tokenizer(corpus: &[PathBuf], vocab_size: usize, out: &Path, text_f
     Ok(())
 }
 
+/// An advisory lock on this part of the job (`flock`): a second process on
+/// the same part is refused, other parts run freely, and the kernel releases
+/// the lock when the holder dies, so a killed job never leaves it stuck.
+struct PartLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl PartLock {
+    fn acquire(dir: &Path, part: usize, parts: usize) -> Result<Self> {
+        let path = dir.join(format!(".lock-part-{part}-of-{parts}"));
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(PartLock { path, _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another scorer is already writing part {part} of {parts} in {} (lock {}): wait for it to finish, or stop it",
+                dir.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+}
+
+impl Drop for PartLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Re-reads every shard of a finished set: size, footer, content hash.
+pub fn verify(dir: &Path) -> Result<()> {
+    let m = Manifest::load(dir)?;
+    let mut bad = Vec::new();
+    for e in &m.shards {
+        let path = dir.join(&e.file);
+        let problem = match std::fs::metadata(&path) {
+            Err(_) => Some("missing".to_string()),
+            Ok(md) if md.len() != e.bytes => {
+                Some(format!("{} bytes, the manifest says {}", md.len(), e.bytes))
+            }
+            Ok(_) => match shared::hash::hash_file(&path) {
+                Ok(h) if h != e.sha256 => {
+                    Some(format!("content hash {h}, the manifest says {}", e.sha256))
+                }
+                Ok(_) => ShardReader::open(&path).err().map(|err| err.to_string()),
+                Err(err) => Some(err.to_string()),
+            },
+        };
+        match problem {
+            Some(p) => {
+                eprintln!("BAD  {}: {p}", path.display());
+                bad.push(e.file.clone());
+            }
+            None => eprintln!("ok   {} ({} windows)", path.display(), e.windows),
+        }
+    }
+    if !bad.is_empty() {
+        bail!(
+            "{}: {} of {} shard(s) failed verification: {}",
+            dir.display(),
+            bad.len(),
+            m.shards.len(),
+            bad.join(", ")
+        );
+    }
+    eprintln!(
+        "{}: all {} shard(s) verified",
+        dir.display(),
+        m.shards.len()
+    );
+    Ok(())
+}
+
 /// Removes temporary files left by killed processes (their PID is gone).
 fn remove_stale_temps(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
@@ -78,11 +158,19 @@ fn remove_stale_temps(dir: &Path) -> Result<()> {
         if !shared::atomic::is_temp_name(&name) {
             continue;
         }
-        let pid = name.rsplit("tmp-").next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        let pid = name
+            .rsplit("tmp-")
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        let alive = pid
+            .is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
         if !alive {
             let p = entry.path();
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
     }
     Ok(())
@@ -115,7 +203,10 @@ pub fn run(s: &Settings) -> Result<()> {
         None => None,
     };
     eprintln!("hashing {} input file(s)", files.len());
-    let inputs = files.iter().map(|f| InputFile::describe(f)).collect::<shared::Result<Vec<_>>>()?;
+    let inputs = files
+        .iter()
+        .map(|f| InputFile::describe(f))
+        .collect::<shared::Result<Vec<_>>>()?;
     let spec = JobSpec {
         format_version: FORMAT_VERSION,
         scored: model.is_some(),
@@ -137,8 +228,16 @@ pub fn run(s: &Settings) -> Result<()> {
     // Pass 1: tokenize and pack everything to learn the window count (and the
     // document table); cheap next to scoring, it makes the ETA exact, and a
     // bad record fails here, before anything is written.
-    eprintln!("tokenizing {} file(s) with seq_len {}", files.len(), s.seq_len);
-    let mut count = Pipeline::new(Corpus::new(files.clone(), &s.text_field), &tokenizer, s.seq_len);
+    eprintln!(
+        "tokenizing {} file(s) with seq_len {}",
+        files.len(),
+        s.seq_len
+    );
+    let mut count = Pipeline::new(
+        Corpus::new(files.clone(), &s.text_field),
+        &tokenizer,
+        s.seq_len,
+    );
     let mut num_windows = 0u64;
     for w in count.by_ref() {
         w?;
@@ -153,6 +252,7 @@ pub fn run(s: &Settings) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
+    let _lock = PartLock::acquire(&s.out, s.part, s.parts)?;
     remove_stale_temps(&s.out)?;
     match load_job(&s.out)? {
         Some(old) => {
@@ -172,16 +272,24 @@ pub fn run(s: &Settings) -> Result<()> {
     }
 
     let num_shards = num_windows.div_ceil(s.shard_windows as u64) as usize;
-    let mine: Vec<usize> = (0..num_shards).filter(|sh| sh % s.parts == s.part).collect();
+    let mine: Vec<usize> = (0..num_shards)
+        .filter(|sh| sh % s.parts == s.part)
+        .collect();
     let mut pending = Vec::new();
     for &sh in &mine {
         let path = s.out.join(shard_file_name(sh));
         if path.exists() {
             let reader = ShardReader::open(&path).with_context(|| {
-                format!("{} exists but cannot be read; delete it and rerun", path.display())
+                format!(
+                    "{} exists but cannot be read; delete it and rerun",
+                    path.display()
+                )
             })?;
             if reader.info().job != job_id {
-                bail!("{} was written by another job; delete it and rerun", path.display());
+                bail!(
+                    "{} was written by another job; delete it and rerun",
+                    path.display()
+                );
             }
         } else {
             pending.push(sh);
@@ -204,9 +312,17 @@ pub fn run(s: &Settings) -> Result<()> {
 
     // Pass 2: windows again, in order; each pending shard is scored and written.
     if !pending.is_empty() {
-        let label = if model.is_some() { "scoring" } else { "packing" };
+        let label = if model.is_some() {
+            "scoring"
+        } else {
+            "packing"
+        };
         let mut progress = Progress::new(label, "tok", pending_windows * s.seq_len as u64);
-        let pipeline = Pipeline::new(Corpus::new(files.clone(), &s.text_field), &tokenizer, s.seq_len);
+        let pipeline = Pipeline::new(
+            Corpus::new(files.clone(), &s.text_field),
+            &tokenizer,
+            s.seq_len,
+        );
         let mut buf: Vec<Window> = Vec::new();
         let mut next = pending.iter().copied().peekable();
         for w in pipeline {
@@ -218,7 +334,14 @@ pub fn run(s: &Settings) -> Result<()> {
             }
             buf.push(w);
             if buf.len() as u64 == windows_of(want) {
-                write_one(s, &job_id, want, &buf, model.as_ref().map(|m| &m.0), &mut progress)?;
+                write_one(
+                    s,
+                    &job_id,
+                    want,
+                    &buf,
+                    model.as_ref().map(|m| &m.0),
+                    &mut progress,
+                )?;
                 buf.clear();
                 next.next();
             }
@@ -235,14 +358,16 @@ pub fn run(s: &Settings) -> Result<()> {
     }
     let tok_copy = s.out.join(shared::checkpoint::TOKENIZER_FILE);
     if !tok_copy.exists() {
-        let bytes = std::fs::read(&s.tokenizer).with_context(|| format!("reading {}", s.tokenizer.display()))?;
+        let bytes = std::fs::read(&s.tokenizer)
+            .with_context(|| format!("reading {}", s.tokenizer.display()))?;
         shared::atomic::write_file(&tok_copy, &bytes)?;
     }
     if !s.out.join(DOCUMENTS_FILE).exists() {
         shared::tables::write_documents(&s.out.join(DOCUMENTS_FILE), &count.docs, &files)?;
     }
-    let missing: Vec<usize> =
-        (0..num_shards).filter(|&sh| !s.out.join(shard_file_name(sh)).exists()).collect();
+    let missing: Vec<usize> = (0..num_shards)
+        .filter(|&sh| !s.out.join(shard_file_name(sh)).exists())
+        .collect();
     if !missing.is_empty() {
         eprintln!(
             "part {}/{} done in {:.1}s; {} shard(s) of other parts still missing: the last part to finish writes {MANIFEST_FILE}",
@@ -263,7 +388,10 @@ pub fn run(s: &Settings) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if let Some(r) = &manifest.ref_loss {
-        eprintln!("ref_loss: mean {:.4}, std {:.4}, min {:.4}, max {:.4} over {} tokens", r.mean, r.std, r.min, r.max, r.count);
+        eprintln!(
+            "ref_loss: mean {:.4}, std {:.4}, min {:.4}, max {:.4} over {} tokens",
+            r.mean, r.std, r.min, r.max, r.count
+        );
     }
     Ok(())
 }
@@ -291,20 +419,41 @@ fn write_one(
         }
     };
     let path = s.out.join(shard_file_name(shard));
-    write_shard(&path, job_id, shard, s.seq_len, s.row_group_windows, windows, losses.as_deref())?;
+    write_shard(
+        &path,
+        job_id,
+        shard,
+        s.seq_len,
+        s.row_group_windows,
+        windows,
+        losses.as_deref(),
+    )?;
     Ok(())
 }
 
 /// Per-token losses of each window: `seq_len - 1` values (positions 1..).
-pub fn score_batch(model: &Llama, windows: &[Window], seq_len: usize, device: &Device) -> Result<Vec<Vec<f32>>> {
-    let flat: Vec<u32> = windows.iter().flat_map(|w| w.tokens.iter().copied()).collect();
+pub fn score_batch(
+    model: &Llama,
+    windows: &[Window],
+    seq_len: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let flat: Vec<u32> = windows
+        .iter()
+        .flat_map(|w| w.tokens.iter().copied())
+        .collect();
     let ids = Tensor::from_vec(flat, (windows.len(), seq_len), device)?; // (B, T)
     let (inputs, targets) = inputs_and_targets(&ids)?; // (B, T-1) each
     let logits = model.forward(&inputs)?; // (B, T-1, V)
     let losses = per_token_loss(&logits, &targets)?.to_vec2::<f32>()?; // (B, T-1)
     for (w, row) in windows.iter().zip(&losses) {
         if let Some(p) = row.iter().position(|x| !x.is_finite()) {
-            bail!("the model gave a non-finite loss ({}) for window {} position {}", row[p], w.seq_id, p + 1);
+            bail!(
+                "the model gave a non-finite loss ({}) for window {} position {}",
+                row[p],
+                w.seq_id,
+                p + 1
+            );
         }
     }
     Ok(losses)
@@ -326,7 +475,10 @@ fn finalize(
         let reader = ShardReader::open(&path)?;
         let info = reader.info();
         if info.job != job_id {
-            bail!("{} was written by another job; delete it and rerun", path.display());
+            bail!(
+                "{} was written by another job; delete it and rerun",
+                path.display()
+            );
         }
         stats.merge(&info.ref_loss);
         shards.push(ShardEntry {

@@ -22,7 +22,11 @@ fn keep_freed_memory() {
 }
 
 #[derive(Parser)]
-#[command(name = "scorer", version, about = "Score a corpus with a frozen reference model into Parquet shards (RHO-1 SLM step 2)")]
+#[command(
+    name = "scorer",
+    version,
+    about = "Score a corpus with a frozen reference model into Parquet shards (RHO-1 SLM step 2)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,6 +70,11 @@ enum Command {
         tokenizer: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Check every shard of a score set against its manifest (size, footer, SHA-256).
+    Verify {
+        /// Score set directory.
+        dir: PathBuf,
     },
     /// Print a score set's manifest summary.
     Info {
@@ -124,10 +133,18 @@ impl CommonArgs {
             bail!("--batch-size must be positive");
         }
         if self.num_shards == 0 || self.shard_index >= self.num_shards {
-            bail!("--shard-index {} must be below --num-shards {}", self.shard_index, self.num_shards);
+            bail!(
+                "--shard-index {} must be below --num-shards {}",
+                self.shard_index,
+                self.num_shards
+            );
         }
         if self.shard_tokens < self.seq_len {
-            bail!("--shard-tokens {} is smaller than one window (--seq-len {})", self.shard_tokens, self.seq_len);
+            bail!(
+                "--shard-tokens {} is smaller than one window (--seq-len {})",
+                self.shard_tokens,
+                self.seq_len
+            );
         }
         Ok(())
     }
@@ -155,7 +172,13 @@ impl CommonArgs {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Tokenizer { corpus, vocab_size, out, text_field, threads } => {
+        Command::Tokenizer {
+            corpus,
+            vocab_size,
+            out,
+            text_field,
+            threads,
+        } => {
             shared::device::set_threads(threads);
             job::train_tokenizer(&corpus, vocab_size, &out, &text_field)
         }
@@ -163,16 +186,26 @@ fn run(cli: Cli) -> Result<()> {
             shared::device::set_threads(common.threads);
             job::run(&common.settings(tokenizer, None)?)
         }
-        Command::Score { model, tokenizer, common } => {
+        Command::Score {
+            model,
+            tokenizer,
+            common,
+        } => {
             shared::device::set_threads(common.threads);
-            let tokenizer = tokenizer.unwrap_or_else(|| model.join(shared::checkpoint::TOKENIZER_FILE));
+            let tokenizer =
+                tokenizer.unwrap_or_else(|| model.join(shared::checkpoint::TOKENIZER_FILE));
             if !tokenizer.is_file() {
-                bail!("no tokenizer: {} does not exist (pass --tokenizer FILE)", tokenizer.display());
+                bail!(
+                    "no tokenizer: {} does not exist (pass --tokenizer FILE)",
+                    tokenizer.display()
+                );
             }
             job::run(&common.settings(tokenizer, Some(model))?)
         }
+        Command::Verify { dir } => job::verify(&dir),
         Command::Info { dir } => {
-            let m = shared::manifest::Manifest::load(&dir).with_context(|| format!("reading score set {}", dir.display()))?;
+            let m = shared::manifest::Manifest::load(&dir)
+                .with_context(|| format!("reading score set {}", dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&job::summary(&m))?);
             Ok(())
         }

@@ -7,14 +7,31 @@ use candle_core::{Device, Tensor, Var};
 use shared::loss::{composed_per_token_loss, per_token_loss};
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (n, v) = (args.first().copied().unwrap_or(4080), args.get(1).copied().unwrap_or(4096));
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (n, v) = (
+        args.first().copied().unwrap_or(4080),
+        args.get(1).copied().unwrap_or(4096),
+    );
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (1, n, v), &dev).unwrap()).unwrap();
-    let t = Tensor::from_vec((0..n as u32).map(|i| i % v as u32).collect::<Vec<_>>(), (1, n), &dev).unwrap();
+    let t = Tensor::from_vec(
+        (0..n as u32).map(|i| i % v as u32).collect::<Vec<_>>(),
+        (1, n),
+        &dev,
+    )
+    .unwrap();
     for round in 0..2 {
         for (name, fused) in [("fused", true), ("composed", false)] {
-            let f = |fused: bool| if fused { per_token_loss(x.as_tensor(), &t).unwrap() } else { composed_per_token_loss(x.as_tensor(), &t).unwrap() };
+            let f = |fused: bool| {
+                if fused {
+                    per_token_loss(x.as_tensor(), &t).unwrap()
+                } else {
+                    composed_per_token_loss(x.as_tensor(), &t).unwrap()
+                }
+            };
             let mut fwd = Vec::new();
             let mut both = Vec::new();
             for _ in 0..5 {

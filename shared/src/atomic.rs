@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 /// recognisable (`*.tmp-PID`) so that leftovers of a killed process can be
 /// removed by the next run.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -61,14 +64,18 @@ pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(
         fill(&tmp)?;
         for entry in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
             let p = entry.map_err(|e| Error::io(&tmp, e))?.path();
-            File::open(&p).and_then(|f| f.sync_all()).map_err(|e| Error::io(&p, e))?;
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&p, e))?;
         }
         if dir.exists() {
             // rename(2) cannot replace a non-empty directory: move the old one
             // aside first; a crash in between leaves the old one under `.old`.
             let old = dir.with_file_name(format!(
                 ".{}.old-{}",
-                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
             std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
@@ -88,7 +95,11 @@ pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(
 
 fn sync_parent(path: &Path) {
     if let Some(parent) = path.parent() {
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         if let Ok(d) = File::open(parent) {
             let _ = d.sync_all();
         }

@@ -32,23 +32,35 @@ impl Checkpoint {
             return Err(Error::checkpoint(dir, "not a directory"));
         }
         let config = LlamaConfig::load(&dir.join(CONFIG_FILE)).map_err(|e| match e {
-            Error::Io { source, .. } => Error::checkpoint(dir, format!("cannot read {CONFIG_FILE}: {source}")),
+            Error::Io { source, .. } => {
+                Error::checkpoint(dir, format!("cannot read {CONFIG_FILE}: {source}"))
+            }
             other => other,
         })?;
         let files = weight_files(dir)?;
         let mut raw = HashMap::new();
         for file in &files {
-            let loaded = candle_core::safetensors::load(file, device)
-                .map_err(|e| Error::checkpoint(file, format!("not a readable safetensors file: {e}")))?;
+            let loaded = candle_core::safetensors::load(file, device).map_err(|e| {
+                Error::checkpoint(file, format!("not a readable safetensors file: {e}"))
+            })?;
             raw.extend(loaded);
         }
         let tensors = check_tensors(dir, &config, raw, dtype)?;
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, tensors })
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            tensors,
+        })
     }
 
     /// A gradient-free model for scoring and evaluation.
     pub fn infer_model(&self, device: &Device) -> Result<Llama> {
-        let dtype = self.tensors.values().next().map(|t| t.dtype()).unwrap_or(DType::F32);
+        let dtype = self
+            .tensors
+            .values()
+            .next()
+            .map(|t| t.dtype())
+            .unwrap_or(DType::F32);
         let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
         Llama::load(vb, &self.config, Mode::Infer)
     }
@@ -57,7 +69,10 @@ impl Checkpoint {
     pub fn into_varmap(self) -> Result<VarMap> {
         let varmap = VarMap::new();
         {
-            let mut data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
             for (name, t) in self.tensors {
                 data.insert(name, Var::from_tensor(&t)?);
             }
@@ -92,20 +107,29 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| Error::checkpoint(&index, "no \"weight_map\" object"))?;
-        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_owned)).collect();
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect();
         files.sort();
         files.dedup();
         return files
             .into_iter()
             .map(|f| {
                 if f.contains('/') || f.contains("..") {
-                    return Err(Error::checkpoint(&index, format!("weight file {f:?} is outside the checkpoint")));
+                    return Err(Error::checkpoint(
+                        &index,
+                        format!("weight file {f:?} is outside the checkpoint"),
+                    ));
                 }
                 let p = dir.join(&f);
                 if p.is_file() {
                     Ok(p)
                 } else {
-                    Err(Error::checkpoint(&index, format!("lists {f}, which does not exist")))
+                    Err(Error::checkpoint(
+                        &index,
+                        format!("lists {f}, which does not exist"),
+                    ))
                 }
             })
             .collect();
@@ -114,7 +138,9 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".bin") || n.ends_with(".pt") || n.ends_with(".pth") || n.ends_with(".ckpt"))
+        .filter(|n| {
+            n.ends_with(".bin") || n.ends_with(".pt") || n.ends_with(".pth") || n.ends_with(".ckpt")
+        })
         .collect();
     if !pickles.is_empty() {
         return Err(Error::checkpoint(
@@ -125,7 +151,10 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             ),
         ));
     }
-    Err(Error::checkpoint(dir, format!("no {WEIGHTS_FILE} or {INDEX_FILE}")))
+    Err(Error::checkpoint(
+        dir,
+        format!("no {WEIGHTS_FILE} or {INDEX_FILE}"),
+    ))
 }
 
 /// Checks names, shapes and values against the config; converts to `dtype`.
@@ -137,20 +166,31 @@ fn check_tensors(
 ) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (name, shape) in expected_tensors(cfg) {
-        let t = raw
-            .remove(&name)
-            .ok_or_else(|| Error::checkpoint(dir, format!("missing tensor {name} (expected shape {shape:?})")))?;
+        let t = raw.remove(&name).ok_or_else(|| {
+            Error::checkpoint(
+                dir,
+                format!("missing tensor {name} (expected shape {shape:?})"),
+            )
+        })?;
         if t.dims() != shape.as_slice() {
             return Err(Error::checkpoint(
                 dir,
-                format!("tensor {name} has shape {:?}, the config expects {shape:?}", t.dims()),
+                format!(
+                    "tensor {name} has shape {:?}, the config expects {shape:?}",
+                    t.dims()
+                ),
             ));
         }
         let t = t.to_dtype(dtype)?;
         // x * 0 is NaN exactly where x is NaN or infinite.
-        let probe = (t.to_dtype(DType::F32)? * 0.0)?.sum_all()?.to_scalar::<f32>()?;
+        let probe = (t.to_dtype(DType::F32)? * 0.0)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
         if !probe.is_finite() {
-            return Err(Error::checkpoint(dir, format!("tensor {name} holds NaN or infinite values")));
+            return Err(Error::checkpoint(
+                dir,
+                format!("tensor {name} holds NaN or infinite values"),
+            ));
         }
         out.insert(name, t);
     }
@@ -159,16 +199,29 @@ fn check_tensors(
 
 /// Writes a checkpoint directory atomically: files go to a temporary sibling
 /// directory, which is renamed onto `dir` only when complete.
-pub fn save(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_json: Option<&Path>) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    varmap: &VarMap,
+    tokenizer_json: Option<&Path>,
+) -> Result<()> {
     atomic::write_dir(dir, |tmp| write_files(tmp, cfg, varmap, tokenizer_json))
 }
 
 /// Writes `config.json`, `model.safetensors` (f32, Hugging Face names, no
 /// `lm_head.weight` when tied) and a copy of `tokenizer.json` into `dir`.
-pub fn write_files(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_json: Option<&Path>) -> Result<()> {
+pub fn write_files(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    varmap: &VarMap,
+    tokenizer_json: Option<&Path>,
+) -> Result<()> {
     let mut tensors = HashMap::new();
     {
-        let data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
         for (name, _) in expected_tensors(cfg) {
             let var = data
                 .get(&name)
@@ -177,8 +230,10 @@ pub fn write_files(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_jso
         }
     }
     let weights = dir.join(WEIGHTS_FILE);
-    candle_core::safetensors::save(&tensors, &weights).map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
-    let json = serde_json::to_string_pretty(&cfg.to_hf_json()).map_err(|e| Error::Invalid(e.to_string()))?;
+    candle_core::safetensors::save(&tensors, &weights)
+        .map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+    let json = serde_json::to_string_pretty(&cfg.to_hf_json())
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     atomic::write_plain(&dir.join(CONFIG_FILE), json.as_bytes())?;
     if let Some(tok) = tokenizer_json {
         let bytes = std::fs::read(tok).map_err(|e| Error::io(tok, e))?;
@@ -192,7 +247,10 @@ pub fn write_files(dir: &Path, cfg: &LlamaConfig, varmap: &VarMap, tokenizer_jso
 pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> Result<VarMap> {
     let varmap = VarMap::new();
     {
-        let mut data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
         for (name, shape) in expected_tensors(cfg) {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = if shape.len() == 1 {
@@ -210,10 +268,23 @@ pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> R
 
 /// A gradient-free model over the current values of trainable variables
 /// (shares their storage; nothing is copied).
-pub fn infer_model_from_varmap(varmap: &VarMap, cfg: &LlamaConfig, device: &Device) -> Result<Llama> {
-    let data = varmap.data().lock().map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
-    let tensors: HashMap<String, Tensor> =
-        data.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+pub fn infer_model_from_varmap(
+    varmap: &VarMap,
+    cfg: &LlamaConfig,
+    device: &Device,
+) -> Result<Llama> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
+    let tensors: HashMap<String, Tensor> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
     drop(data);
-    Llama::load(VarBuilder::from_tensors(tensors, DType::F32, device), cfg, Mode::Infer)
+    Llama::load(
+        VarBuilder::from_tensors(tensors, DType::F32, device),
+        cfg,
+        Mode::Infer,
+    )
 }

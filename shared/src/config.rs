@@ -79,11 +79,15 @@ impl LlamaConfig {
         }
         if let Some(act) = &raw.hidden_act {
             if act != "silu" {
-                return Err(bad(format!("unsupported hidden_act {act:?}: only \"silu\" is supported")));
+                return Err(bad(format!(
+                    "unsupported hidden_act {act:?}: only \"silu\" is supported"
+                )));
             }
         }
         if raw.attention_bias == Some(true) || raw.mlp_bias == Some(true) {
-            return Err(bad("attention_bias / mlp_bias = true is not supported".into()));
+            return Err(bad(
+                "attention_bias / mlp_bias = true is not supported".into()
+            ));
         }
         let rope_type = |v: &serde_json::Value| {
             v.get("rope_type")
@@ -91,7 +95,10 @@ impl LlamaConfig {
                 .and_then(|t| t.as_str())
                 .map(str::to_owned)
         };
-        for v in [&raw.rope_scaling, &raw.rope_parameters].into_iter().flatten() {
+        for v in [&raw.rope_scaling, &raw.rope_parameters]
+            .into_iter()
+            .flatten()
+        {
             if let Some(t) = rope_type(v) {
                 if t != "default" {
                     return Err(bad(format!("unsupported rope type {t:?}: only \"default\" rotary embeddings are supported")));
@@ -100,7 +107,12 @@ impl LlamaConfig {
         }
         let rope_theta = raw
             .rope_theta
-            .or_else(|| raw.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()))
+            .or_else(|| {
+                raw.rope_parameters
+                    .as_ref()
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(|t| t.as_f64())
+            })
             .unwrap_or(10_000.0);
         let heads = raw.num_attention_heads;
         let cfg = LlamaConfig {
@@ -110,7 +122,9 @@ impl LlamaConfig {
             num_hidden_layers: raw.num_hidden_layers,
             num_attention_heads: heads,
             num_key_value_heads: raw.num_key_value_heads.unwrap_or(heads),
-            head_dim: raw.head_dim.unwrap_or(if heads == 0 { 0 } else { raw.hidden_size / heads }),
+            head_dim: raw
+                .head_dim
+                .unwrap_or(raw.hidden_size.checked_div(heads).unwrap_or(0)),
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope_theta,
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(2048),
@@ -136,14 +150,20 @@ impl LlamaConfig {
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
             return fail("num_attention_heads and num_key_value_heads must be positive".into());
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return fail(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return fail(format!("head_dim {} must be positive and even (rotary embeddings)", self.head_dim));
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return fail(format!(
+                "head_dim {} must be positive and even (rotary embeddings)",
+                self.head_dim
+            ));
         }
         Ok(())
     }

@@ -37,7 +37,10 @@ pub enum Format {
 impl Format {
     pub fn of(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-        if name.ends_with(".jsonl.zst") || name.ends_with(".json.zst") || name.ends_with(".ndjson.zst") {
+        if name.ends_with(".jsonl.zst")
+            || name.ends_with(".json.zst")
+            || name.ends_with(".ndjson.zst")
+        {
             Some(Format::JsonlZstd)
         } else if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
             Some(Format::Jsonl)
@@ -78,18 +81,24 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             }
             out.push(input.clone());
         } else if s.contains(['*', '?', '[']) {
-            let paths = glob::glob(&s).map_err(|e| Error::Invalid(format!("bad glob {s:?}: {e}")))?;
+            let paths =
+                glob::glob(&s).map_err(|e| Error::Invalid(format!("bad glob {s:?}: {e}")))?;
             let mut found: Vec<PathBuf> = paths
                 .filter_map(|p| p.ok())
                 .filter(|p| p.is_file() && Format::of(p).is_some())
                 .collect();
             found.sort();
             if found.is_empty() {
-                return Err(Error::Invalid(format!("glob {s:?} matches no corpus files")));
+                return Err(Error::Invalid(format!(
+                    "glob {s:?} matches no corpus files"
+                )));
             }
             out.extend(found);
         } else {
-            return Err(Error::io(input, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+            return Err(Error::io(
+                input,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
         }
     }
     Ok(out)
@@ -109,7 +118,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 enum Source {
     Lines(Box<dyn BufRead + Send>),
-    Parquet { reader: ParquetRecordBatchReader, pending: std::vec::IntoIter<(String, Option<String>)> },
+    Parquet {
+        reader: ParquetRecordBatchReader,
+        pending: std::vec::IntoIter<(String, Option<String>)>,
+    },
     Text(Option<String>),
 }
 
@@ -154,16 +166,23 @@ impl Corpus {
         Ok(match Format::of(path) {
             Some(Format::Jsonl) => Source::Lines(Box::new(BufReader::with_capacity(1 << 20, file))),
             Some(Format::JsonlZstd) => {
-                let dec = zstd::stream::read::Decoder::new(file)
-                    .map_err(|e| Error::corpus(path, "zstd stream", format!("cannot start decoding: {e}")))?;
+                let dec = zstd::stream::read::Decoder::new(file).map_err(|e| {
+                    Error::corpus(path, "zstd stream", format!("cannot start decoding: {e}"))
+                })?;
                 Source::Lines(Box::new(BufReader::with_capacity(1 << 20, dec)))
             }
             Some(Format::Parquet) => open_parquet(path, file, &self.text_field)?,
             Some(Format::Text) => {
                 let mut bytes = Vec::new();
-                BufReader::new(file).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+                BufReader::new(file)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| Error::io(path, e))?;
                 let text = String::from_utf8(bytes).map_err(|e| {
-                    Error::corpus(path, format!("byte {}", e.utf8_error().valid_up_to()), "invalid UTF-8")
+                    Error::corpus(
+                        path,
+                        format!("byte {}", e.utf8_error().valid_up_to()),
+                        "invalid UTF-8",
+                    )
                 })?;
                 Source::Text(Some(text))
             }
@@ -175,12 +194,18 @@ impl Corpus {
     fn next_in_file(&mut self, idx: usize) -> Result<Option<Document>> {
         let path = self.files[idx].clone();
         let text_field = self.text_field.clone();
-        let Some((_, source)) = self.current.as_mut() else { return Ok(None) };
+        let Some((_, source)) = self.current.as_mut() else {
+            return Ok(None);
+        };
         match source {
             Source::Lines(reader) => {
                 self.line.clear();
                 let n = reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                    Error::corpus(&path, format!("line {}", self.record + 1), format!("read failed (truncated or corrupt file?): {e}"))
+                    Error::corpus(
+                        &path,
+                        format!("line {}", self.record + 1),
+                        format!("read failed (truncated or corrupt file?): {e}"),
+                    )
                 })?;
                 if n == 0 {
                     return Ok(None);
@@ -188,16 +213,34 @@ impl Corpus {
                 let record = self.record;
                 self.record += 1;
                 let line = std::str::from_utf8(&self.line).map_err(|e| {
-                    Error::corpus(&path, format!("line {}", record + 1), format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))
+                    Error::corpus(
+                        &path,
+                        format!("line {}", record + 1),
+                        format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                    )
                 })?;
                 let line = line.trim();
                 if line.is_empty() {
-                    return Ok(Some(Document { text: String::new(), file_index: idx, record, original_id: None }));
+                    return Ok(Some(Document {
+                        text: String::new(),
+                        file_index: idx,
+                        record,
+                        original_id: None,
+                    }));
                 }
-                let value: serde_json::Value = serde_json::from_str(line)
-                    .map_err(|e| Error::corpus(&path, format!("line {}", record + 1), format!("invalid JSON: {e}")))?;
+                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                    Error::corpus(
+                        &path,
+                        format!("line {}", record + 1),
+                        format!("invalid JSON: {e}"),
+                    )
+                })?;
                 let obj = value.as_object().ok_or_else(|| {
-                    Error::corpus(&path, format!("line {}", record + 1), "expected a JSON object")
+                    Error::corpus(
+                        &path,
+                        format!("line {}", record + 1),
+                        "expected a JSON object",
+                    )
                 })?;
                 let text = match obj.get(&text_field) {
                     Some(serde_json::Value::String(s)) => s.clone(),
@@ -205,7 +248,10 @@ impl Corpus {
                         return Err(Error::corpus(
                             &path,
                             format!("line {}", record + 1),
-                            format!("field {text_field:?} is {}, expected a string", json_kind(other)),
+                            format!(
+                                "field {text_field:?} is {}, expected a string",
+                                json_kind(other)
+                            ),
                         ))
                     }
                     None => {
@@ -221,21 +267,42 @@ impl Corpus {
                     Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                     _ => None,
                 };
-                Ok(Some(Document { text, file_index: idx, record, original_id }))
+                Ok(Some(Document {
+                    text,
+                    file_index: idx,
+                    record,
+                    original_id,
+                }))
             }
             Source::Parquet { reader, pending } => loop {
                 if let Some((text, original_id)) = pending.next() {
                     let record = self.record;
                     self.record += 1;
-                    return Ok(Some(Document { text, file_index: idx, record, original_id }));
+                    return Ok(Some(Document {
+                        text,
+                        file_index: idx,
+                        record,
+                        original_id,
+                    }));
                 }
-                let Some(batch) = reader.next() else { return Ok(None) };
+                let Some(batch) = reader.next() else {
+                    return Ok(None);
+                };
                 let batch = batch.map_err(|e| {
-                    Error::corpus(&path, format!("row {}", self.record), format!("unreadable Parquet data: {e}"))
+                    Error::corpus(
+                        &path,
+                        format!("row {}", self.record),
+                        format!("unreadable Parquet data: {e}"),
+                    )
                 })?;
                 *pending = parquet_rows(&path, &batch, self.record)?.into_iter();
             },
-            Source::Text(doc) => Ok(doc.take().map(|text| Document { text, file_index: idx, record: 0, original_id: None })),
+            Source::Text(doc) => Ok(doc.take().map(|text| Document {
+                text,
+                file_index: idx,
+                record: 0,
+                original_id: None,
+            })),
         }
     }
 
@@ -298,12 +365,22 @@ fn open_parquet(path: &Path, file: File, text_field: &str) -> Result<Source> {
         Error::corpus(
             path,
             "schema",
-            format!("no column {text_field:?} (columns: {}); use --text-field to choose another", names.join(", ")),
+            format!(
+                "no column {text_field:?} (columns: {}); use --text-field to choose another",
+                names.join(", ")
+            ),
         )
     })?;
     let text_type = schema.field(text_idx).data_type();
-    if !matches!(text_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-        return Err(Error::corpus(path, "schema", format!("column {text_field:?} is {text_type}, expected a string column")));
+    if !matches!(
+        text_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Err(Error::corpus(
+            path,
+            "schema",
+            format!("column {text_field:?} is {text_type}, expected a string column"),
+        ));
     }
     let mut roots = vec![text_idx];
     if let Ok(id_idx) = schema.index_of("id") {
@@ -317,15 +394,24 @@ fn open_parquet(path: &Path, file: File, text_field: &str) -> Result<Source> {
         .with_batch_size(256)
         .build()
         .map_err(|e| Error::corpus(path, "footer", format!("not a readable Parquet file: {e}")))?;
-    Ok(Source::Parquet { reader, pending: Vec::new().into_iter() })
+    Ok(Source::Parquet {
+        reader,
+        pending: Vec::new().into_iter(),
+    })
 }
 
-fn parquet_rows(path: &Path, batch: &arrow::record_batch::RecordBatch, first_row: u64) -> Result<Vec<(String, Option<String>)>> {
+fn parquet_rows(
+    path: &Path,
+    batch: &arrow::record_batch::RecordBatch,
+    first_row: u64,
+) -> Result<Vec<(String, Option<String>)>> {
     let texts = string_values(batch.column(0).as_ref());
     let ids = if batch.num_columns() > 1 {
         let col = batch.column(1);
         Some(match col.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => string_values(col.as_ref()),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                string_values(col.as_ref())
+            }
             _ => (0..col.len())
                 .map(|i| {
                     (!col.is_null(i)).then(|| {
@@ -342,7 +428,11 @@ fn parquet_rows(path: &Path, batch: &arrow::record_batch::RecordBatch, first_row
         .enumerate()
         .map(|(i, t)| {
             let text = t.ok_or_else(|| {
-                Error::corpus(path, format!("row {}", first_row + i as u64), "text is null")
+                Error::corpus(
+                    path,
+                    format!("row {}", first_row + i as u64),
+                    "text is null",
+                )
             })?;
             Ok((text, ids.as_ref().and_then(|ids| ids[i].clone())))
         })
@@ -352,9 +442,24 @@ fn parquet_rows(path: &Path, batch: &arrow::record_batch::RecordBatch, first_row
 fn string_values(col: &dyn Array) -> Vec<Option<String>> {
     let get = |i: usize, s: &str| (!col.is_null(i)).then(|| s.to_string());
     match col.data_type() {
-        DataType::Utf8 => col.as_string::<i32>().iter().enumerate().map(|(i, s)| s.and_then(|s| get(i, s))).collect(),
-        DataType::LargeUtf8 => col.as_string::<i64>().iter().enumerate().map(|(i, s)| s.and_then(|s| get(i, s))).collect(),
-        DataType::Utf8View => col.as_string_view().iter().enumerate().map(|(i, s)| s.and_then(|s| get(i, s))).collect(),
+        DataType::Utf8 => col
+            .as_string::<i32>()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.and_then(|s| get(i, s)))
+            .collect(),
+        DataType::LargeUtf8 => col
+            .as_string::<i64>()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.and_then(|s| get(i, s)))
+            .collect(),
+        DataType::Utf8View => col
+            .as_string_view()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.and_then(|s| get(i, s)))
+            .collect(),
         _ => vec![None; col.len()],
     }
 }

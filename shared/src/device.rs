@@ -10,12 +10,16 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         _ if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal: usize = match s.strip_prefix("cuda:") {
-                Some(n) => n.parse().map_err(|_| Error::Invalid(format!("bad device {s:?}: expected cuda:N")))?,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("bad device {s:?}: expected cuda:N")))?,
                 None => 0,
             };
             cuda(ordinal)
         }
-        _ => Err(Error::Invalid(format!("unknown device {s:?}: expected cpu or cuda:N"))),
+        _ => Err(Error::Invalid(format!(
+            "unknown device {s:?}: expected cpu or cuda:N"
+        ))),
     }
 }
 
@@ -42,6 +46,8 @@ pub fn set_threads(n: Option<usize>) {
     if let Some(n) = n.filter(|&n| n > 0) {
         // candle reads RAYON_NUM_THREADS for its own thread count.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
 }

@@ -64,7 +64,11 @@ impl Error {
         }
     }
 
-    pub fn corpus(file: impl Into<PathBuf>, record: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn corpus(
+        file: impl Into<PathBuf>,
+        record: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corpus {
             file: file.into(),
             record: record.into(),

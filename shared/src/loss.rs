@@ -34,7 +34,11 @@ pub fn composed_per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tens
     Ok((lse - picked)?.squeeze(D::Minus1)?)
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
+fn contiguous<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("fused cross-entropy: {what} must be contiguous"),
@@ -64,7 +68,13 @@ impl CustomOp2 for FusedCrossEntropy {
         "fused-cross-entropy"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, v) = l1.shape().dims2()?;
         let x = contiguous::<f32>(s1, l1, "logits")?;
         let tg = contiguous::<u32>(s2, l2, "targets")?;
@@ -76,7 +86,13 @@ impl CustomOp2 for FusedCrossEntropy {
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
-    fn bwd(&self, logits: &Tensor, targets: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         // lse = loss + x[target]: the backward needs one exp per logit, not two.
         let picked = logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?; // (N,)
         let lse_and_grad = Tensor::stack(&[(res + picked)?, grad.clone()], 1)?.contiguous()?; // (N, 2)
@@ -130,7 +146,10 @@ impl CustomOp3 for FusedCrossEntropyGrad {
 /// (B, T-1): loss[:, j] is the loss of token j+1, i.e. `ref_loss` at pos j+1.
 pub fn inputs_and_targets(windows: &Tensor) -> Result<(Tensor, Tensor)> {
     let t = windows.dim(1)?;
-    Ok((windows.narrow(1, 0, t - 1)?, windows.narrow(1, 1, t - 1)?.contiguous()?))
+    Ok((
+        windows.narrow(1, 0, t - 1)?,
+        windows.narrow(1, 1, t - 1)?.contiguous()?,
+    ))
 }
 
 #[cfg(test)]
@@ -144,7 +163,10 @@ mod tests {
         let raw = [1.0f32, 2.0, 3.0, 1000.0, 0.0, -1000.0];
         let logits = Tensor::from_slice(&raw, (1, 2, 3), &dev).unwrap();
         let targets = Tensor::from_slice(&[2u32, 0], (1, 2), &dev).unwrap();
-        let got = per_token_loss(&logits, &targets).unwrap().to_vec2::<f32>().unwrap();
+        let got = per_token_loss(&logits, &targets)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         let lse0 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         assert!((got[0][0] as f64 - (lse0 - 3.0)).abs() < 1e-6);
         // huge logits: a naive exp would overflow to inf
@@ -156,10 +178,17 @@ mod tests {
         let dev = Device::Cpu;
         let (b, t, v) = (2, 3, 11);
         let mut rng = crate::rng::Rng::new(5);
-        let x: Vec<f32> = (0..b * t * v).map(|_| (rng.normal() * 3.0) as f32).collect();
+        let x: Vec<f32> = (0..b * t * v)
+            .map(|_| (rng.normal() * 3.0) as f32)
+            .collect();
         let tg: Vec<u32> = (0..b * t).map(|i| (i * 7 % v) as u32).collect();
         let targets = Tensor::from_vec(tg, (b, t), &dev).unwrap();
-        let w = Tensor::from_vec((0..b * t).map(|i| i as f32 * 0.5).collect::<Vec<_>>(), (b, t), &dev).unwrap();
+        let w = Tensor::from_vec(
+            (0..b * t).map(|i| i as f32 * 0.5).collect::<Vec<_>>(),
+            (b, t),
+            &dev,
+        )
+        .unwrap();
         let run = |fused: bool| {
             let var = candle_core::Var::from_vec(x.clone(), (b, t, v), &dev).unwrap();
             let loss = if fused {
@@ -168,7 +197,13 @@ mod tests {
                 composed_per_token_loss(var.as_tensor(), &targets).unwrap()
             };
             let grads = (&loss * &w).unwrap().sum_all().unwrap().backward().unwrap();
-            let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             (loss.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g)
         };
         let ((l1, g1), (l2, g2)) = (run(true), run(false));

@@ -51,8 +51,14 @@ pub struct InputFile {
 
 impl InputFile {
     pub fn describe(path: &Path) -> Result<Self> {
-        let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        Ok(InputFile { path: path.display().to_string(), bytes, sha256: crate::hash::hash_file(path)? })
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        Ok(InputFile {
+            path: path.display().to_string(),
+            bytes,
+            sha256: crate::hash::hash_file(path)?,
+        })
     }
 }
 
@@ -95,22 +101,76 @@ impl JobSpec {
         let mut d = Vec::new();
         let mut cmp = |what: &str, new: String, was: String| {
             if new != was {
-                d.push(format!("{what}: this run has {new}, the directory has {was}"));
+                d.push(format!(
+                    "{what}: this run has {new}, the directory has {was}"
+                ));
             }
         };
-        cmp("format version", self.format_version.to_string(), old.format_version.to_string());
+        cmp(
+            "format version",
+            self.format_version.to_string(),
+            old.format_version.to_string(),
+        );
         cmp("scored", self.scored.to_string(), old.scored.to_string());
         cmp("seq_len", self.seq_len.to_string(), old.seq_len.to_string());
-        cmp("windows per shard", self.shard_windows.to_string(), old.shard_windows.to_string());
-        cmp("windows per row group", self.row_group_windows.to_string(), old.row_group_windows.to_string());
-        cmp("text field", self.text_field.clone(), old.text_field.clone());
-        cmp("tokenizer", self.tokenizer.fingerprint.clone(), old.tokenizer.fingerprint.clone());
-        cmp("end-of-text token", self.tokenizer.eos_token.clone(), old.tokenizer.eos_token.clone());
-        let model = |m: &Option<ModelInfo>| m.as_ref().map(|m| format!("model {} ({})", &m.fingerprint[..12.min(m.fingerprint.len())], m.path)).unwrap_or_else(|| "no model".into());
-        if self.reference_model.as_ref().map(|m| &m.fingerprint) != old.reference_model.as_ref().map(|m| &m.fingerprint) {
-            cmp("reference model", model(&self.reference_model), model(&old.reference_model));
+        cmp(
+            "windows per shard",
+            self.shard_windows.to_string(),
+            old.shard_windows.to_string(),
+        );
+        cmp(
+            "windows per row group",
+            self.row_group_windows.to_string(),
+            old.row_group_windows.to_string(),
+        );
+        cmp(
+            "text field",
+            self.text_field.clone(),
+            old.text_field.clone(),
+        );
+        cmp(
+            "tokenizer",
+            self.tokenizer.fingerprint.clone(),
+            old.tokenizer.fingerprint.clone(),
+        );
+        cmp(
+            "end-of-text token",
+            self.tokenizer.eos_token.clone(),
+            old.tokenizer.eos_token.clone(),
+        );
+        let model = |m: &Option<ModelInfo>| {
+            m.as_ref()
+                .map(|m| {
+                    format!(
+                        "model {} ({})",
+                        &m.fingerprint[..12.min(m.fingerprint.len())],
+                        m.path
+                    )
+                })
+                .unwrap_or_else(|| "no model".into())
+        };
+        if self.reference_model.as_ref().map(|m| &m.fingerprint)
+            != old.reference_model.as_ref().map(|m| &m.fingerprint)
+        {
+            cmp(
+                "reference model",
+                model(&self.reference_model),
+                model(&old.reference_model),
+            );
         }
-        let inputs = |i: &[InputFile]| i.iter().map(|f| format!("{} ({} bytes, {})", f.path, f.bytes, &f.sha256[..12.min(f.sha256.len())])).collect::<Vec<_>>().join(", ");
+        let inputs = |i: &[InputFile]| {
+            i.iter()
+                .map(|f| {
+                    format!(
+                        "{} ({} bytes, {})",
+                        f.path,
+                        f.bytes,
+                        &f.sha256[..12.min(f.sha256.len())]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let content = |i: &[InputFile]| i.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>();
         if content(&self.inputs) != content(&old.inputs) {
             cmp("inputs", inputs(&self.inputs), inputs(&old.inputs));
@@ -140,7 +200,13 @@ pub struct LossSummary {
 
 impl From<&LossStats> for LossSummary {
     fn from(s: &LossStats) -> Self {
-        LossSummary { count: s.count, mean: s.mean(), std: s.std(), min: s.min, max: s.max }
+        LossSummary {
+            count: s.count,
+            mean: s.mean(),
+            std: s.std(),
+            min: s.min,
+            max: s.max,
+        }
     }
 }
 
@@ -178,8 +244,8 @@ impl Manifest {
             return Err(Error::shard(&path, format!("missing: {hint}")));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::shard(&path, format!("invalid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::shard(&path, format!("invalid JSON: {e}")))?;
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
             return Err(Error::shard(&path, format!("not a {FORMAT_NAME} manifest")));
         }
@@ -190,7 +256,8 @@ impl Manifest {
                 format!("unsupported format version {version:?}; this build reads version {FORMAT_VERSION}"),
             ));
         }
-        serde_json::from_value(v).map_err(|e| Error::shard(&path, format!("malformed manifest: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| Error::shard(&path, format!("malformed manifest: {e}")))
     }
 
     pub fn shard_paths(&self, dir: &Path) -> Vec<PathBuf> {
@@ -204,7 +271,10 @@ pub fn load_job(dir: &Path) -> Result<Option<JobSpec>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::shard(&path, format!("malformed job file (from another version?): {e}")))
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::shard(
+            &path,
+            format!("malformed job file (from another version?): {e}"),
+        )
+    })
 }

@@ -56,7 +56,9 @@ struct Norm {
 
 impl Norm {
     fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Norm { inner: RmsNorm::new(vb.get(size, "weight")?, eps) })
+        Ok(Norm {
+            inner: RmsNorm::new(vb.get(size, "weight")?, eps),
+        })
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -178,7 +180,9 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x)?.silu()?; // (B, T, I)
-        Ok(self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)?)
+        Ok(self
+            .down_proj
+            .forward(&(gate * self.up_proj.forward(x)?)?)?)
     }
 }
 

@@ -37,7 +37,13 @@ pub struct Packer {
 
 impl Packer {
     pub fn new(seq_len: usize, eos: u32) -> Self {
-        Packer { seq_len, eos, tokens: Vec::new(), doc_ids: Vec::new(), next_seq: 0 }
+        Packer {
+            seq_len,
+            eos,
+            tokens: Vec::new(),
+            doc_ids: Vec::new(),
+            next_seq: 0,
+        }
     }
 
     /// Appends a document and its end-of-text token; full windows go to `out`.
@@ -50,8 +56,15 @@ impl Packer {
             return;
         }
         let cut = full * self.seq_len;
-        for (toks, docs) in self.tokens[..cut].chunks(self.seq_len).zip(self.doc_ids[..cut].chunks(self.seq_len)) {
-            out.push(Window { seq_id: self.next_seq, tokens: toks.to_vec(), doc_ids: docs.to_vec() });
+        for (toks, docs) in self.tokens[..cut]
+            .chunks(self.seq_len)
+            .zip(self.doc_ids[..cut].chunks(self.seq_len))
+        {
+            out.push(Window {
+                seq_id: self.next_seq,
+                tokens: toks.to_vec(),
+                doc_ids: docs.to_vec(),
+            });
             self.next_seq += 1;
         }
         self.tokens.drain(..cut);

@@ -50,11 +50,25 @@ impl Progress {
     fn line(&self) {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let rate = self.done as f64 / secs;
-        let eta = if rate > 0.0 && self.total > self.done { (self.total - self.done) as f64 / rate } else { 0.0 };
-        let pct = if self.total > 0 { 100.0 * self.done as f64 / self.total as f64 } else { 100.0 };
+        let eta = if rate > 0.0 && self.total > self.done {
+            (self.total - self.done) as f64 / rate
+        } else {
+            0.0
+        };
+        let pct = if self.total > 0 {
+            100.0 * self.done as f64 / self.total as f64
+        } else {
+            100.0
+        };
         eprintln!(
             "{}: {}/{} {} ({pct:.1}%), {rate:.0} {}/s, elapsed {}, ETA {}",
-            self.label, self.done, self.total, self.unit, self.unit, fmt_secs(secs), fmt_secs(eta)
+            self.label,
+            self.done,
+            self.total,
+            self.unit,
+            self.unit,
+            fmt_secs(secs),
+            fmt_secs(eta)
         );
     }
 

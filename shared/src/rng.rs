@@ -77,7 +77,11 @@ impl Permutation {
         let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
         let half_bits = bits.div_ceil(2);
         let mut r = Rng::new(seed);
-        Permutation { n, half_bits, keys: [r.next_u64(), r.next_u64(), r.next_u64(), r.next_u64()] }
+        Permutation {
+            n,
+            half_bits,
+            keys: [r.next_u64(), r.next_u64(), r.next_u64(), r.next_u64()],
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -130,8 +134,12 @@ mod tests {
 
     #[test]
     fn reproducible_and_roughly_uniform() {
-        let a: Vec<u64> = (0..4).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..4).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..4)
+            .scan(Rng::new(7), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .scan(Rng::new(7), |r, _| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
         let mut r = Rng::new(1);
         let mean = (0..10_000).map(|_| r.next_f64()).sum::<f64>() / 10_000.0;

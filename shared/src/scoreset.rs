@@ -40,25 +40,51 @@ impl ScoreSet {
             if len != entry.bytes {
                 return Err(Error::shard(
                     &path,
-                    format!("{len} bytes, the manifest says {}: truncated or replaced", entry.bytes),
+                    format!(
+                        "{len} bytes, the manifest says {}: truncated or replaced",
+                        entry.bytes
+                    ),
                 ));
             }
             let reader = ShardReader::open(&path)?;
             let info = reader.info();
-            if info.job != job || info.windows != entry.windows || info.first_seq_id != entry.first_seq_id {
-                return Err(Error::shard(&path, "does not match manifest.json (from another job?)"));
+            if info.job != job
+                || info.windows != entry.windows
+                || info.first_seq_id != entry.first_seq_id
+            {
+                return Err(Error::shard(
+                    &path,
+                    "does not match manifest.json (from another job?)",
+                ));
             }
             if info.seq_len != manifest.job.seq_len {
-                return Err(Error::shard(&path, format!("seq_len {}, the manifest says {}", info.seq_len, manifest.job.seq_len)));
+                return Err(Error::shard(
+                    &path,
+                    format!(
+                        "seq_len {}, the manifest says {}",
+                        info.seq_len, manifest.job.seq_len
+                    ),
+                ));
             }
             shard_start.push(start);
             start += entry.windows as u64;
             shards.push(reader);
         }
         if start != manifest.num_windows {
-            return Err(Error::shard(dir.join(crate::manifest::MANIFEST_FILE), format!("shards hold {start} windows, the manifest says {}", manifest.num_windows)));
+            return Err(Error::shard(
+                dir.join(crate::manifest::MANIFEST_FILE),
+                format!(
+                    "shards hold {start} windows, the manifest says {}",
+                    manifest.num_windows
+                ),
+            ));
         }
-        Ok(ScoreSet { dir: dir.to_path_buf(), manifest, shards, shard_start })
+        Ok(ScoreSet {
+            dir: dir.to_path_buf(),
+            manifest,
+            shards,
+            shard_start,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -87,12 +113,19 @@ impl ScoreSet {
 
     pub fn locate(&self, window: u64) -> Result<Location> {
         if window >= self.num_windows() {
-            return Err(Error::Invalid(format!("window {window} out of range ({} windows)", self.num_windows())));
+            return Err(Error::Invalid(format!(
+                "window {window} out of range ({} windows)",
+                self.num_windows()
+            )));
         }
         let shard = self.shard_start.partition_point(|&s| s <= window) - 1;
         let within = (window - self.shard_start[shard]) as usize;
         let rgw = self.manifest.job.row_group_windows;
-        Ok(Location { shard, row_group: within / rgw, offset: within % rgw })
+        Ok(Location {
+            shard,
+            row_group: within / rgw,
+            offset: within % rgw,
+        })
     }
 
     pub fn read_row_group(&self, shard: usize, row_group: usize) -> Result<Windows> {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float32Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef, UInt32Type, UInt64Type};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -88,7 +90,11 @@ impl LossStats {
     }
 
     pub fn mean(&self) -> f64 {
-        if self.count == 0 { f64::NAN } else { self.sum / self.count as f64 }
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            self.sum / self.count as f64
+        }
     }
 
     pub fn std(&self) -> f64 {
@@ -149,13 +155,16 @@ pub fn write_shard(
     };
     let meta = serde_json::to_string(&info).map_err(|e| Error::Invalid(e.to_string()))?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?,
+        ))
         .set_max_row_group_row_count(None)
         .set_key_value_metadata(Some(vec![KeyValue::new(SHARD_META_KEY.to_string(), meta)]))
         .build();
     let schema = token_schema();
     crate::atomic::write_with(path, |file| {
-        let perr = |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
+        let perr =
+            |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
         let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(perr)?;
         for (g, group) in windows.chunks(row_group_windows.max(1)).enumerate() {
             let first = g * row_group_windows.max(1);
@@ -170,7 +179,12 @@ pub fn write_shard(
     Ok(info)
 }
 
-fn window_batch(schema: &SchemaRef, seq_len: usize, windows: &[Window], losses: Option<&[Vec<f32>]>) -> Result<RecordBatch> {
+fn window_batch(
+    schema: &SchemaRef,
+    seq_len: usize,
+    windows: &[Window],
+    losses: Option<&[Vec<f32>]>,
+) -> Result<RecordBatch> {
     let n = windows.len() * seq_len;
     let mut seq = Vec::with_capacity(n);
     let mut pos = Vec::with_capacity(n);
@@ -253,13 +267,21 @@ fn map_file(path: &Path) -> Result<bytes::Bytes> {
 impl ShardReader {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = map_file(path)?;
-        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
-            .map_err(|e| Error::shard(path, format!("not a readable Parquet shard (truncated or corrupt?): {e}")))?;
+        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| {
+            Error::shard(
+                path,
+                format!("not a readable Parquet shard (truncated or corrupt?): {e}"),
+            )
+        })?;
         let expected = token_schema();
         if meta.schema().fields() != expected.fields() {
             return Err(Error::shard(
                 path,
-                format!("wrong schema: found {:?}, expected {:?}", field_list(meta.schema()), field_list(&expected)),
+                format!(
+                    "wrong schema: found {:?}, expected {:?}",
+                    field_list(meta.schema()),
+                    field_list(&expected)
+                ),
             ));
         }
         let kv = meta
@@ -268,32 +290,58 @@ impl ShardReader {
             .key_value_metadata()
             .and_then(|kvs| kvs.iter().find(|kv| kv.key == SHARD_META_KEY))
             .and_then(|kv| kv.value.clone())
-            .ok_or_else(|| Error::shard(path, format!("no {SHARD_META_KEY} metadata: not written by scorer")))?;
-        let version: serde_json::Value =
-            serde_json::from_str(&kv).map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
+            .ok_or_else(|| {
+                Error::shard(
+                    path,
+                    format!("no {SHARD_META_KEY} metadata: not written by scorer"),
+                )
+            })?;
+        let version: serde_json::Value = serde_json::from_str(&kv)
+            .map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
         let v = version.get("format_version").and_then(|v| v.as_u64());
         if v != Some(FORMAT_VERSION as u64) {
             return Err(Error::shard(
                 path,
-                format!("unsupported format version {v:?}; this build reads version {FORMAT_VERSION}"),
+                format!(
+                    "unsupported format version {v:?}; this build reads version {FORMAT_VERSION}"
+                ),
             ));
         }
-        let info: ShardInfo =
-            serde_json::from_value(version).map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
+        let info: ShardInfo = serde_json::from_value(version)
+            .map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
         let rows = meta.metadata().file_metadata().num_rows();
-        if info.seq_len == 0 || rows as u64 != info.rows || info.rows != (info.windows * info.seq_len) as u64 {
+        if info.seq_len == 0
+            || rows as u64 != info.rows
+            || info.rows != (info.windows * info.seq_len) as u64
+        {
             return Err(Error::shard(
                 path,
-                format!("{rows} rows, but the metadata says {} windows of {} ({} rows)", info.windows, info.seq_len, info.rows),
+                format!(
+                    "{rows} rows, but the metadata says {} windows of {} ({} rows)",
+                    info.windows, info.seq_len, info.rows
+                ),
             ));
         }
         for (g, rg) in meta.metadata().row_groups().iter().enumerate() {
-            let expect = (info.windows - (g * info.row_group_windows).min(info.windows)).min(info.row_group_windows) * info.seq_len;
+            let expect = (info.windows - (g * info.row_group_windows).min(info.windows))
+                .min(info.row_group_windows)
+                * info.seq_len;
             if rg.num_rows() as usize != expect {
-                return Err(Error::shard(path, format!("row group {g} has {} rows, expected {expect}", rg.num_rows())));
+                return Err(Error::shard(
+                    path,
+                    format!(
+                        "row group {g} has {} rows, expected {expect}",
+                        rg.num_rows()
+                    ),
+                ));
             }
         }
-        Ok(ShardReader { path: path.to_path_buf(), bytes, meta, info })
+        Ok(ShardReader {
+            path: path.to_path_buf(),
+            bytes,
+            meta,
+            info,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -311,21 +359,32 @@ impl ShardReader {
     /// Decodes row group `g` and checks it: positions in order, whole
     /// windows, finite reference losses where a prediction exists.
     pub fn read_row_group(&self, g: usize) -> Result<Windows> {
-        let err = |row: usize, reason: String| Error::shard(&self.path, format!("row {row}: {reason}"));
+        let err =
+            |row: usize, reason: String| Error::shard(&self.path, format!("row {row}: {reason}"));
         let first_row = g * self.info.row_group_windows * self.info.seq_len;
         if g >= self.num_row_groups() {
             return Err(Error::shard(&self.path, format!("no row group {g}")));
         }
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.bytes.clone(), self.meta.clone())
-            .with_row_groups(vec![g])
-            .with_batch_size(1 << 20)
-            .build()
-            .map_err(|e| Error::shard(&self.path, format!("row group {g}: {e}")))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.bytes.clone(),
+            self.meta.clone(),
+        )
+        .with_row_groups(vec![g])
+        .with_batch_size(1 << 20)
+        .build()
+        .map_err(|e| Error::shard(&self.path, format!("row group {g}: {e}")))?;
         let seq_len = self.info.seq_len;
-        let mut out = Windows { seq_len, seq_ids: Vec::new(), tokens: Vec::new(), ref_loss: self.info.scored.then(Vec::new) };
+        let mut out = Windows {
+            seq_len,
+            seq_ids: Vec::new(),
+            tokens: Vec::new(),
+            ref_loss: self.info.scored.then(Vec::new),
+        };
         let mut row = first_row;
         for batch in reader {
-            let batch = batch.map_err(|e| Error::shard(&self.path, format!("row group {g}: corrupt data: {e}")))?;
+            let batch = batch.map_err(|e| {
+                Error::shard(&self.path, format!("row group {g}: corrupt data: {e}"))
+            })?;
             let seq = batch.column(0).as_primitive::<UInt64Type>();
             let pos = batch.column(1).as_primitive::<UInt32Type>();
             let tok = batch.column(3).as_primitive::<UInt32Type>();
@@ -357,13 +416,20 @@ impl ShardReader {
                 row += 1;
             }
         }
-        if out.tokens.len() % seq_len != 0 {
-            return Err(Error::shard(&self.path, format!("row group {g} ends inside a window")));
+        if !out.tokens.len().is_multiple_of(seq_len) {
+            return Err(Error::shard(
+                &self.path,
+                format!("row group {g} ends inside a window"),
+            ));
         }
         Ok(out)
     }
 }
 
 fn field_list(schema: &Schema) -> Vec<String> {
-    schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect()
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect()
 }

@@ -17,10 +17,13 @@ use crate::tokenizer::Tokenizer;
 
 fn write_batch(path: &Path, batch: RecordBatch) -> Result<()> {
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?,
+        ))
         .build();
     crate::atomic::write_with(path, |file| {
-        let perr = |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
+        let perr =
+            |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
         let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(perr)?;
         w.write(&batch).map_err(perr)?;
         w.close().map_err(perr)?;
@@ -29,7 +32,8 @@ fn write_batch(path: &Path, batch: RecordBatch) -> Result<()> {
 }
 
 fn batch(fields: Vec<Field>, columns: Vec<arrow::array::ArrayRef>) -> Result<RecordBatch> {
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Error::Invalid(e.to_string()))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// token_id, token (the vocabulary string), piece (the token decoded as text).
@@ -66,13 +70,25 @@ pub fn write_documents(path: &Path, docs: &[DocInfo], files: &[PathBuf]) -> Resu
                 Field::new("token_count", DataType::UInt64, false),
             ],
             vec![
-                Arc::new(UInt64Array::from(docs.iter().map(|d| d.doc_id).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(
-                    docs.iter().map(|d| files[d.file_index].display().to_string()).collect::<Vec<_>>(),
+                Arc::new(UInt64Array::from(
+                    docs.iter().map(|d| d.doc_id).collect::<Vec<_>>(),
                 )),
-                Arc::new(UInt64Array::from(docs.iter().map(|d| d.record).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(docs.iter().map(|d| d.original_id.clone()).collect::<Vec<_>>())),
-                Arc::new(UInt64Array::from(docs.iter().map(|d| d.tokens).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    docs.iter()
+                        .map(|d| files[d.file_index].display().to_string())
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(UInt64Array::from(
+                    docs.iter().map(|d| d.record).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    docs.iter()
+                        .map(|d| d.original_id.clone())
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(UInt64Array::from(
+                    docs.iter().map(|d| d.tokens).collect::<Vec<_>>(),
+                )),
             ],
         )?,
     )

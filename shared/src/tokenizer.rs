@@ -12,7 +12,13 @@ use crate::error::{Error, Result};
 use crate::hash::hash_bytes;
 
 /// End-of-text tokens recognised without `--eos-token`, in order of preference.
-pub const EOS_CANDIDATES: &[&str] = &["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|im_end|>"];
+pub const EOS_CANDIDATES: &[&str] = &[
+    "<|endoftext|>",
+    "</s>",
+    "<|end_of_text|>",
+    "<eos>",
+    "<|im_end|>",
+];
 
 /// The special token written by [`train_bpe`].
 pub const DEFAULT_EOS: &str = "<|endoftext|>";
@@ -29,7 +35,10 @@ impl Tokenizer {
     /// Loads `tokenizer.json`; `eos` names the end-of-text token when it is
     /// not one of [`EOS_CANDIDATES`].
     pub fn load(path: &Path, eos: Option<&str>) -> Result<Self> {
-        let err = |reason: String| Error::Tokenizer { path: path.to_path_buf(), reason };
+        let err = |reason: String| Error::Tokenizer {
+            path: path.to_path_buf(),
+            reason,
+        };
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
@@ -87,14 +96,20 @@ impl Tokenizer {
         let encs = self
             .inner
             .encode_batch_fast(texts.to_vec(), false)
-            .map_err(|e| Error::Tokenizer { path: self.path.clone(), reason: format!("encoding failed: {e}") })?;
+            .map_err(|e| Error::Tokenizer {
+                path: self.path.clone(),
+                reason: format!("encoding failed: {e}"),
+            })?;
         Ok(encs.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
     /// (raw vocabulary string, decoded text) of one id.
     pub fn piece(&self, id: u32) -> (String, String) {
         let raw = self.inner.id_to_token(id).unwrap_or_default();
-        let text = self.inner.decode(&[id], false).unwrap_or_else(|_| raw.clone());
+        let text = self
+            .inner
+            .decode(&[id], false)
+            .unwrap_or_else(|_| raw.clone());
         (raw, text)
     }
 
@@ -110,7 +125,10 @@ pub fn train_bpe<I>(texts: I, vocab_size: usize, out: &Path) -> Result<()>
 where
     I: Iterator<Item = String> + Send,
 {
-    let err = |reason: String| Error::Tokenizer { path: out.to_path_buf(), reason };
+    let err = |reason: String| Error::Tokenizer {
+        path: out.to_path_buf(),
+        reason,
+    };
     let alphabet = ByteLevel::alphabet();
     if vocab_size < alphabet.len() + 1 {
         return Err(err(format!(
@@ -133,7 +151,8 @@ where
         .with_decoder(Some(ByteLevel::new(false, true, true)))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    tok.train(&mut trainer, texts).map_err(|e| err(format!("training failed: {e}")))?;
+    tok.train(&mut trainer, texts)
+        .map_err(|e| err(format!("training failed: {e}")))?;
     let tok: tokenizers::Tokenizer = tok.into();
     let json = tok.to_string(true).map_err(|e| err(e.to_string()))?;
     crate::atomic::write_file(out, json.as_bytes())

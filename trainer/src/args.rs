@@ -210,9 +210,13 @@ pub struct Settings {
 impl TrainArgs {
     /// Flags over the TOML file named by `--config`.
     pub fn merged(self) -> Result<TrainArgs> {
-        let Some(path) = self.config.clone() else { return Ok(self) };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let file: TrainArgs = toml::from_str(&text).with_context(|| format!("{}: invalid run config", path.display()))?;
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let file: TrainArgs = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid run config", path.display()))?;
         let mut base = serde_json::to_value(file)?;
         let over = serde_json::to_value(self)?;
         if let (Some(b), Some(o)) = (base.as_object_mut(), over.as_object()) {
@@ -229,7 +233,9 @@ impl TrainArgs {
         let schedule = a.ratio_schedule.unwrap_or(RatioSchedule::Constant);
         let ratio_end = match schedule {
             RatioSchedule::Constant => ratio,
-            RatioSchedule::Linear => a.select_ratio_end.context("--ratio-schedule linear needs --select-ratio-end")?,
+            RatioSchedule::Linear => a
+                .select_ratio_end
+                .context("--ratio-schedule linear needs --select-ratio-end")?,
         };
         for (name, r) in [("--select-ratio", ratio), ("--select-ratio-end", ratio_end)] {
             if !(r > 0.0 && r <= 1.0) {
@@ -285,21 +291,29 @@ impl Settings {
         }
         for d in self.data.iter().chain(&self.eval_data) {
             if !d.join(shared::manifest::MANIFEST_FILE).is_file() {
-                bail!("{}: not a complete score set (no manifest.json)", d.display());
+                bail!(
+                    "{}: not a complete score set (no manifest.json)",
+                    d.display()
+                );
             }
         }
         match &self.model {
             ModelSource::Init(d) if !d.join(shared::checkpoint::CONFIG_FILE).is_file() => {
                 bail!("--init {}: no config.json there", d.display())
             }
-            ModelSource::Config(c) if !c.is_file() => bail!("--model-config {}: no such file", c.display()),
+            ModelSource::Config(c) if !c.is_file() => {
+                bail!("--model-config {}: no such file", c.display())
+            }
             _ => {}
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("--lr must be positive, got {}", self.lr);
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            bail!("--min-lr-ratio must be in [0, 1], got {}", self.min_lr_ratio);
+            bail!(
+                "--min-lr-ratio must be in [0, 1], got {}",
+                self.min_lr_ratio
+            );
         }
         for (n, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {
@@ -332,14 +346,23 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("run.toml");
         std::fs::write(&cfg, "objective = \"slm\"\nselect_ratio = 0.3\nlr = 0.002\nmax_steps = 7\nout = \"runs/x\"\n").unwrap();
-        let flags = TrainArgs { config: Some(cfg.clone()), lr: Some(0.005), ..Default::default() };
+        let flags = TrainArgs {
+            config: Some(cfg.clone()),
+            lr: Some(0.005),
+            ..Default::default()
+        };
         let merged = flags.merged().unwrap();
         assert_eq!(merged.objective, Some(Objective::Slm));
         assert_eq!(merged.select_ratio, Some(0.3));
         assert_eq!(merged.lr, Some(0.005), "the flag wins over the file");
         assert_eq!(merged.max_steps, Some(7));
         std::fs::write(&cfg, "select_ration = 0.3\n").unwrap();
-        let err = TrainArgs { config: Some(cfg), ..Default::default() }.merged().unwrap_err();
+        let err = TrainArgs {
+            config: Some(cfg),
+            ..Default::default()
+        }
+        .merged()
+        .unwrap_err();
         assert!(format!("{err:#}").contains("select_ration"), "{err:#}");
     }
 }

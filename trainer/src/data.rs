@@ -56,7 +56,14 @@ impl TrainData {
             total += set.num_windows();
             sets.push(set);
         }
-        Ok(TrainData { sets, starts, total, seed, epoch_perm: None, cache: VecDeque::new() })
+        Ok(TrainData {
+            sets,
+            starts,
+            total,
+            seed,
+            epoch_perm: None,
+            cache: VecDeque::new(),
+        })
     }
 
     pub fn sets(&self) -> &[ScoreSet] {
@@ -79,7 +86,11 @@ impl TrainData {
     /// reference losses (when `need_ref`) and token ids below `vocab`.
     /// Errors name the shard and the row. Memory: one row group at a time.
     pub fn validate(&self, vocab: usize, need_ref: bool) -> Result<()> {
-        let rows: u64 = self.sets.iter().map(|s| s.num_windows() * s.seq_len() as u64).sum();
+        let rows: u64 = self
+            .sets
+            .iter()
+            .map(|s| s.num_windows() * s.seq_len() as u64)
+            .sum();
         let mut progress = Progress::new("checking shards", "tok", rows);
         for set in &self.sets {
             if need_ref && !set.scored() {
@@ -112,7 +123,11 @@ impl TrainData {
             let seed = Rng::derive(self.seed, &format!("epoch-{epoch}")).next_u64();
             self.epoch_perm = Some((epoch, Permutation::new(self.total, seed)));
         }
-        let g = self.epoch_perm.as_ref().map(|p| p.1.get(cursor % self.total)).unwrap_or(0);
+        let g = self
+            .epoch_perm
+            .as_ref()
+            .map(|p| p.1.get(cursor % self.total))
+            .unwrap_or(0);
         let set = self.starts.partition_point(|&s| s <= g) - 1;
         (set, g - self.starts[set])
     }
@@ -145,7 +160,12 @@ impl TrainData {
                 out.extend_from_slice(&src[span]);
             }
         }
-        Ok(Batch { rows, seq_len: t, tokens, ref_loss })
+        Ok(Batch {
+            rows,
+            seq_len: t,
+            tokens,
+            ref_loss,
+        })
     }
 }
 

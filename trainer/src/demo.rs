@@ -70,7 +70,10 @@ fn scorer_bin() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let p = me.with_file_name(format!("scorer{}", std::env::consts::EXE_SUFFIX));
     if !p.is_file() {
-        bail!("the scorer binary is not next to {} : build both with `cargo build --release`", me.display());
+        bail!(
+            "the scorer binary is not next to {} : build both with `cargo build --release`",
+            me.display()
+        );
     }
     Ok(p)
 }
@@ -78,7 +81,10 @@ fn scorer_bin() -> Result<PathBuf> {
 fn scorer(args: &[&str]) -> Result<()> {
     let bin = scorer_bin()?;
     eprintln!("$ scorer {}", args.join(" "));
-    let status = Command::new(&bin).args(args).status().with_context(|| format!("running {}", bin.display()))?;
+    let status = Command::new(&bin)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
     if !status.success() {
         bail!("scorer {} failed ({status})", args.first().unwrap_or(&""));
     }
@@ -90,15 +96,30 @@ fn p(path: &Path) -> &str {
 }
 
 /// Trains unless the run already reached its last step; resumes a partial run.
-fn train_stage(a: &DemoArgs, out: &Path, data: &Path, objective: Objective, steps: u64, seed: u64, eval: &Path) -> Result<()> {
+fn train_stage(
+    a: &DemoArgs,
+    out: &Path,
+    data: &Path,
+    objective: Objective,
+    steps: u64,
+    seed: u64,
+    eval: &Path,
+) -> Result<()> {
     if let Ok(st) = crate::state::load_state(&out.join("final")) {
         if st.step == steps {
-            eprintln!("= {} is complete ({steps} steps), reusing it", out.display());
+            eprintln!(
+                "= {} is complete ({steps} steps), reusing it",
+                out.display()
+            );
             return Ok(());
         }
     }
     let resume = out.join(crate::train::METRICS_FILE).exists();
-    eprintln!("$ trainer train --objective {objective:?} --out {}{}", out.display(), if resume { " --resume" } else { "" });
+    eprintln!(
+        "$ trainer train --objective {objective:?} --out {}{}",
+        out.display(),
+        if resume { " --resume" } else { "" }
+    );
     let args = TrainArgs {
         data: vec![data.to_path_buf()],
         eval_data: Some(eval.to_path_buf()),
@@ -122,15 +143,25 @@ fn train_stage(a: &DemoArgs, out: &Path, data: &Path, objective: Objective, step
 
 fn read_metrics(run: &Path) -> Result<Vec<Value>> {
     let path = run.join(crate::train::METRICS_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// (step, tokens_trained, eval_loss) of every evaluation.
 fn eval_curve(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
     Ok(read_metrics(run)?
         .iter()
-        .filter_map(|m| Some((m.get("step")?.as_f64()?, m.get("tokens_trained")?.as_f64()?, m.get("eval_loss")?.as_f64()?)))
+        .filter_map(|m| {
+            Some((
+                m.get("step")?.as_f64()?,
+                m.get("tokens_trained")?.as_f64()?,
+                m.get("eval_loss")?.as_f64()?,
+            ))
+        })
         .collect())
 }
 
@@ -138,7 +169,13 @@ fn eval_curve(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
 pub fn steps_to_reach(curve: &[(f64, f64, f64)], target: f64) -> Option<f64> {
     curve.windows(2).find_map(|w| {
         let ((s0, _, l0), (s1, _, l1)) = (w[0], w[1]);
-        (l1 <= target).then(|| if l0 <= target { s0 } else { s0 + (s1 - s0) * (l0 - target) / (l0 - l1) })
+        (l1 <= target).then(|| {
+            if l0 <= target {
+                s0
+            } else {
+                s0 + (s1 - s0) * (l0 - target) / (l0 - l1)
+            }
+        })
     })
 }
 
@@ -151,11 +188,17 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     let noisy_src = a.data_dir.join("noisy_web.jsonl.zst");
     for f in [&clean, &heldout_src, &noisy_src] {
         if !f.is_file() {
-            bail!("{} is missing (run from the repository root, or pass --data-dir)", f.display());
+            bail!(
+                "{} is missing (run from the repository root, or pass --data-dir)",
+                f.display()
+            );
         }
     }
     let seq = a.seq_len.to_string();
-    let threads: Vec<String> = a.threads.map(|t| vec!["--threads".into(), t.to_string()]).unwrap_or_default();
+    let threads: Vec<String> = a
+        .threads
+        .map(|t| vec!["--threads".into(), t.to_string()])
+        .unwrap_or_default();
     let th: Vec<&str> = threads.iter().map(|s| s.as_str()).collect();
 
     // 1-2. tokenizer and packed clean splits
@@ -163,15 +206,37 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     if tok.is_file() {
         eprintln!("= {} exists, reusing it", tok.display());
     } else {
-        scorer(&["tokenizer", "--corpus", p(&clean), "--vocab-size", &a.vocab_size.to_string(), "--out", p(&tok)])?;
+        scorer(&[
+            "tokenizer",
+            "--corpus",
+            p(&clean),
+            "--vocab-size",
+            &a.vocab_size.to_string(),
+            "--out",
+            p(&tok),
+        ])?;
     }
     let sets = w.join("sets");
-    let (clean_set, heldout_set, noisy_set) = (sets.join("clean-train"), sets.join("clean-heldout"), sets.join("noisy-scored"));
+    let (clean_set, heldout_set, noisy_set) = (
+        sets.join("clean-train"),
+        sets.join("clean-heldout"),
+        sets.join("noisy-scored"),
+    );
     for (src, out) in [(&clean, &clean_set), (&heldout_src, &heldout_set)] {
         if out.join("manifest.json").is_file() {
             eprintln!("= {} is complete, reusing it", out.display());
         } else {
-            let mut args = vec!["pack", "--tokenizer", p(&tok), "--corpus", p(src), "--out", p(out), "--seq-len", &seq];
+            let mut args = vec![
+                "pack",
+                "--tokenizer",
+                p(&tok),
+                "--corpus",
+                p(src),
+                "--out",
+                p(out),
+                "--seq-len",
+                &seq,
+            ];
             args.extend(&th);
             scorer(&args)?;
         }
@@ -179,13 +244,33 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     // 3. reference model
     let runs = w.join("runs");
     let reference = runs.join("reference");
-    train_stage(a, &reference, &clean_set, Objective::Clm, a.ref_steps, 0, &heldout_set)?;
+    train_stage(
+        a,
+        &reference,
+        &clean_set,
+        Objective::Clm,
+        a.ref_steps,
+        0,
+        &heldout_set,
+    )?;
     // 4. score the noisy corpus (a rerun of the same command resumes or skips)
     if noisy_set.join("manifest.json").is_file() {
         eprintln!("= {} is complete, reusing it", noisy_set.display());
     } else {
         let model = reference.join("final");
-        let mut args = vec!["score", "--model", p(&model), "--corpus", p(&noisy_src), "--out", p(&noisy_set), "--seq-len", &seq, "--batch-size", "16"];
+        let mut args = vec![
+            "score",
+            "--model",
+            p(&model),
+            "--corpus",
+            p(&noisy_src),
+            "--out",
+            p(&noisy_set),
+            "--seq-len",
+            &seq,
+            "--batch-size",
+            "16",
+        ];
         args.extend(&th);
         scorer(&args)?;
     }
@@ -193,12 +278,32 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     let tag = format!("seed{}", a.seed);
     let clm = runs.join(format!("clm-{tag}"));
     let slm = runs.join(format!("slm-{:?}-k{}-{tag}", a.select, a.select_ratio).to_lowercase());
-    train_stage(a, &clm, &noisy_set, Objective::Clm, a.steps, a.seed, &heldout_set)?;
-    train_stage(a, &slm, &noisy_set, Objective::Slm, a.steps, a.seed, &heldout_set)?;
+    train_stage(
+        a,
+        &clm,
+        &noisy_set,
+        Objective::Clm,
+        a.steps,
+        a.seed,
+        &heldout_set,
+    )?;
+    train_stage(
+        a,
+        &slm,
+        &noisy_set,
+        Objective::Slm,
+        a.steps,
+        a.seed,
+        &heldout_set,
+    )?;
 
     // 6. report
-    let (rc, cc, sc) = (eval_curve(&reference)?, eval_curve(&clm)?, eval_curve(&slm)?);
-    let last = |c: &[(f64, f64, f64)]| c.last().map(|x| *x).unwrap_or((0.0, 0.0, f64::NAN));
+    let (rc, cc, sc) = (
+        eval_curve(&reference)?,
+        eval_curve(&clm)?,
+        eval_curve(&slm)?,
+    );
+    let last = |c: &[(f64, f64, f64)]| c.last().copied().unwrap_or((0.0, 0.0, f64::NAN));
     let (r_last, c_last, s_last) = (last(&rc), last(&cc), last(&sc));
     let reach = steps_to_reach(&sc, c_last.2);
     let mut md = String::new();
@@ -209,8 +314,18 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         a.model_size, a.seq_len, a.batch_size, a.vocab_size, a.ref_steps, a.steps, a.seed, a.select, a.select_ratio
     ));
     md.push_str("| model | steps | tokens backpropagated | held-out clean CE | perplexity |\n|---|---:|---:|---:|---:|\n");
-    for (name, l) in [("reference (clean)", r_last), ("CLM (noisy)", c_last), ("SLM (noisy)", s_last)] {
-        md.push_str(&format!("| {name} | {:.0} | {:.0} | {:.4} | {:.2} |\n", l.0, l.1, l.2, l.2.exp()));
+    for (name, l) in [
+        ("reference (clean)", r_last),
+        ("CLM (noisy)", c_last),
+        ("SLM (noisy)", s_last),
+    ] {
+        md.push_str(&format!(
+            "| {name} | {:.0} | {:.0} | {:.4} | {:.2} |\n",
+            l.0,
+            l.1,
+            l.2,
+            l.2.exp()
+        ));
     }
     md.push_str(&format!(
         "\nSLM - CLM at equal steps: {:+.4}. ",
@@ -228,18 +343,38 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     md.push_str("\n![held-out loss](heldout_loss.svg)\n\nOne run, one seed: see README (Fidelity) for the spread over seeds before reading a difference as a result.\n");
     let series = |f: fn(&(f64, f64, f64)) -> (f64, f64)| {
         vec![
-            Series { name: "CLM".into(), points: cc.iter().map(f).collect() },
-            Series { name: format!("SLM k={}", a.select_ratio), points: sc.iter().map(f).collect() },
+            Series {
+                name: "CLM".into(),
+                points: cc.iter().map(f).collect(),
+            },
+            Series {
+                name: format!("SLM k={}", a.select_ratio),
+                points: sc.iter().map(f).collect(),
+            },
         ]
     };
     let chart = svg(&[
-        Chart { title: "held-out clean CE vs steps".into(), x_label: "step".into(), y_label: "CE (nats)".into(), series: series(|p| (p.0, p.2)) },
-        Chart { title: "held-out clean CE vs tokens backpropagated".into(), x_label: "tokens".into(), y_label: "CE (nats)".into(), series: series(|p| (p.1, p.2)) },
+        Chart {
+            title: "held-out clean CE vs steps".into(),
+            x_label: "step".into(),
+            y_label: "CE (nats)".into(),
+            series: series(|p| (p.0, p.2)),
+        },
+        Chart {
+            title: "held-out clean CE vs tokens backpropagated".into(),
+            x_label: "tokens".into(),
+            y_label: "CE (nats)".into(),
+            series: series(|p| (p.1, p.2)),
+        },
     ]);
     shared::atomic::write_file(&w.join("heldout_loss.svg"), chart.as_bytes())?;
     shared::atomic::write_file(&w.join("report.md"), md.as_bytes())?;
     println!("\n{md}");
-    eprintln!("report: {} (and heldout_loss.svg), {:.1} min in all", w.join("report.md").display(), started.elapsed().as_secs_f64() / 60.0);
+    eprintln!(
+        "report: {} (and heldout_loss.svg), {:.1} min in all",
+        w.join("report.md").display(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
     Ok(())
 }
 

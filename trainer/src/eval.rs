@@ -16,9 +16,18 @@ pub struct EvalResult {
     pub ppl: f64,
 }
 
-pub fn evaluate(model: &Llama, set: &ScoreSet, batch_size: usize, max_windows: Option<usize>, device: &Device) -> Result<EvalResult> {
+pub fn evaluate(
+    model: &Llama,
+    set: &ScoreSet,
+    batch_size: usize,
+    max_windows: Option<usize>,
+    device: &Device,
+) -> Result<EvalResult> {
     let t = set.seq_len();
-    let limit = max_windows.map(|m| m as u64).unwrap_or(u64::MAX).min(set.num_windows());
+    let limit = max_windows
+        .map(|m| m as u64)
+        .unwrap_or(u64::MAX)
+        .min(set.num_windows());
     let (mut sum, mut tokens, mut windows) = (0f64, 0u64, 0u64);
     let mut pending: Vec<u32> = Vec::new();
     let mut flush = |pending: &mut Vec<u32>| -> Result<()> {
@@ -29,7 +38,10 @@ pub fn evaluate(model: &Llama, set: &ScoreSet, batch_size: usize, max_windows: O
         let ids = Tensor::from_slice(pending, (rows, t), device)?; // (B, T)
         let (inp, tgt) = inputs_and_targets(&ids)?;
         let ce = per_token_loss(&model.forward(&inp)?, &tgt)?; // (B, T-1)
-        sum += ce.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        sum += ce
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
         tokens += (rows * (t - 1)) as u64;
         pending.clear();
         Ok(())
@@ -51,5 +63,10 @@ pub fn evaluate(model: &Llama, set: &ScoreSet, batch_size: usize, max_windows: O
     }
     flush(&mut pending)?;
     let loss = sum / tokens.max(1) as f64;
-    Ok(EvalResult { windows, tokens, loss, ppl: loss.exp() })
+    Ok(EvalResult {
+        windows,
+        tokens,
+        loss,
+        ppl: loss.exp(),
+    })
 }

@@ -33,7 +33,11 @@ fn keep_freed_memory() {
 }
 
 #[derive(Parser)]
-#[command(name = "trainer", version, about = "Train a Llama-family model with CLM or RHO-1 selective language modeling")]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train a Llama-family model with CLM or RHO-1 selective language modeling"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train (clm or slm) on score sets written by `scorer`.
-    Train(args::TrainArgs),
+    Train(Box<args::TrainArgs>),
     /// The whole RHO-1 pipeline on the embedded corpus, with a CLM-vs-SLM report.
     Demo(demo::DemoArgs),
     /// Held-out loss and perplexity of checkpoints on a score set.
@@ -71,18 +75,32 @@ enum Command {
     },
 }
 
-fn eval_cmd(models: &[PathBuf], data: &PathBuf, batch: usize, max: Option<usize>, json: bool, device: &str) -> Result<()> {
+fn eval_cmd(
+    models: &[PathBuf],
+    data: &std::path::Path,
+    batch: usize,
+    max: Option<usize>,
+    json: bool,
+    device: &str,
+) -> Result<()> {
     let dev = shared::device::parse_device(device)?;
     let set = shared::scoreset::ScoreSet::open(data)?;
     let mut rows = Vec::new();
     for m in models {
-        let ckpt = shared::checkpoint::Checkpoint::load(m, shared::device::default_dtype(&dev), &dev)?;
+        let ckpt =
+            shared::checkpoint::Checkpoint::load(m, shared::device::default_dtype(&dev), &dev)?;
         let tok = &set.manifest().job.tokenizer;
         if tok.vocab_size > ckpt.config.vocab_size {
-            anyhow::bail!("{}: vocabulary {} is smaller than the data's tokenizer ({} ids)", m.display(), ckpt.config.vocab_size, tok.vocab_size);
+            anyhow::bail!(
+                "{}: vocabulary {} is smaller than the data's tokenizer ({} ids)",
+                m.display(),
+                ckpt.config.vocab_size,
+                tok.vocab_size
+            );
         }
         let model = ckpt.infer_model(&dev)?;
-        let r = eval::evaluate(&model, &set, batch, max, &dev).with_context(|| format!("evaluating {}", m.display()))?;
+        let r = eval::evaluate(&model, &set, batch, max, &dev)
+            .with_context(|| format!("evaluating {}", m.display()))?;
         rows.push((m.display().to_string(), r));
     }
     if json {
@@ -90,9 +108,15 @@ fn eval_cmd(models: &[PathBuf], data: &PathBuf, batch: usize, max: Option<usize>
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
-        println!("{:<w$}  {:>8}  {:>10}  {:>8}  {:>10}", "model", "windows", "tokens", "loss", "ppl");
+        println!(
+            "{:<w$}  {:>8}  {:>10}  {:>8}  {:>10}",
+            "model", "windows", "tokens", "loss", "ppl"
+        );
         for (m, r) in &rows {
-            println!("{m:<w$}  {:>8}  {:>10}  {:>8.4}  {:>10.3}", r.windows, r.tokens, r.loss, r.ppl);
+            println!(
+                "{m:<w$}  {:>8}  {:>10}  {:>8.4}  {:>10.3}",
+                r.windows, r.tokens, r.loss, r.ppl
+            );
         }
     }
     Ok(())
@@ -101,7 +125,7 @@ fn eval_cmd(models: &[PathBuf], data: &PathBuf, batch: usize, max: Option<usize>
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => {
-            let settings = a.resolve()?;
+            let settings = (*a).resolve()?;
             train::run(&settings)?;
             Ok(())
         }
@@ -109,7 +133,15 @@ fn run(cli: Cli) -> Result<()> {
             shared::device::set_threads(a.threads);
             demo::run(&a)
         }
-        Command::Eval { model, data, batch_size, max_windows, json, threads, device } => {
+        Command::Eval {
+            model,
+            data,
+            batch_size,
+            max_windows,
+            json,
+            threads,
+            device,
+        } => {
             shared::device::set_threads(threads);
             eval_cmd(&model, &data, batch_size, max_windows, json, &device)
         }

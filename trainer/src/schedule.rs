@@ -14,7 +14,11 @@ pub fn lr_at(step: u64, total: u64, peak: f64, warmup: u64, min_ratio: f64) -> f
 
 /// Selection ratio at `step`: linear from `start` to `end` (== start for constant).
 pub fn ratio_at(step: u64, total: u64, start: f64, end: f64) -> f64 {
-    let progress = if total > 1 { step as f64 / (total - 1) as f64 } else { 1.0 };
+    let progress = if total > 1 {
+        step as f64 / (total - 1) as f64
+    } else {
+        1.0
+    };
     start + (end - start) * progress.min(1.0)
 }
 

@@ -54,10 +54,22 @@ fn top_k(score: &[f32], k: usize) -> Vec<usize> {
 
 /// Weights for `rows` windows of `cols` predicted tokens each. `ce` and
 /// `ref_loss` are (rows * cols), row-major; `ref_loss` is unused by `Random`.
-pub fn select(p: &Params, ce: &[f32], ref_loss: &[f32], rows: usize, cols: usize, rng: &mut Rng) -> Vec<f32> {
+pub fn select(
+    p: &Params,
+    ce: &[f32],
+    ref_loss: &[f32],
+    rows: usize,
+    cols: usize,
+    rng: &mut Rng,
+) -> Vec<f32> {
     let n = rows * cols;
     debug_assert_eq!(ce.len(), n);
-    let excess = || ce.iter().zip(ref_loss).map(|(c, r)| c - r).collect::<Vec<f32>>();
+    let excess = || {
+        ce.iter()
+            .zip(ref_loss)
+            .map(|(c, r)| c - r)
+            .collect::<Vec<f32>>()
+    };
     let mut w = vec![0f32; n];
     let mut keep = |idx: &[usize], offset: usize| {
         for &i in idx {
@@ -69,12 +81,18 @@ pub fn select(p: &Params, ce: &[f32], ref_loss: &[f32], rows: usize, cols: usize
         Method::TopkSeq => {
             let ex = excess();
             for r in 0..rows {
-                keep(&top_k(&ex[r * cols..(r + 1) * cols], kept(cols, p.ratio)), r * cols);
+                keep(
+                    &top_k(&ex[r * cols..(r + 1) * cols], kept(cols, p.ratio)),
+                    r * cols,
+                );
             }
         }
         Method::Threshold => {
             let ex = excess();
-            keep(&(0..n).filter(|&i| ex[i] > p.threshold).collect::<Vec<_>>(), 0);
+            keep(
+                &(0..n).filter(|&i| ex[i] > p.threshold).collect::<Vec<_>>(),
+                0,
+            );
         }
         Method::RefOnly => {
             let neg: Vec<f32> = ref_loss.iter().map(|r| -r).collect();
@@ -109,14 +127,26 @@ mod tests {
     use super::*;
 
     fn params(method: Method, ratio: f64) -> Params {
-        Params { method, ratio, threshold: 0.0, temperature: 1.0 }
+        Params {
+            method,
+            ratio,
+            threshold: 0.0,
+            temperature: 1.0,
+        }
     }
 
     #[test]
     fn topk_batch_keeps_exactly_ceil_kn_with_ties() {
         let ce = vec![1.0f32; 10]; // all tied
         let r = vec![0.0f32; 10];
-        let w = select(&params(Method::TopkBatch, 0.25), &ce, &r, 2, 5, &mut Rng::new(0));
+        let w = select(
+            &params(Method::TopkBatch, 0.25),
+            &ce,
+            &r,
+            2,
+            5,
+            &mut Rng::new(0),
+        );
         assert_eq!(w.iter().sum::<f32>(), 3.0); // ceil(2.5)
         assert_eq!(&w[..3], &[1.0, 1.0, 1.0], "ties go to the lower index");
     }
@@ -125,7 +155,14 @@ mod tests {
     fn topk_batch_keeps_the_largest_excess() {
         let ce = vec![5.0f32, 1.0, 3.0, 4.0, 2.0, 6.0];
         let r = vec![0.0f32, 0.0, 0.0, 3.9, 0.0, 0.0]; // excess 5 1 3 0.1 2 6
-        let w = select(&params(Method::TopkBatch, 0.5), &ce, &r, 2, 3, &mut Rng::new(0));
+        let w = select(
+            &params(Method::TopkBatch, 0.5),
+            &ce,
+            &r,
+            2,
+            3,
+            &mut Rng::new(0),
+        );
         assert_eq!(w, vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
     }
 
@@ -133,7 +170,14 @@ mod tests {
     fn topk_seq_keeps_ceil_k_per_window() {
         let ce: Vec<f32> = (0..12).map(|i| i as f32).collect();
         let r = vec![0.0f32; 12];
-        let w = select(&params(Method::TopkSeq, 0.3), &ce, &r, 3, 4, &mut Rng::new(0));
+        let w = select(
+            &params(Method::TopkSeq, 0.3),
+            &ce,
+            &r,
+            3,
+            4,
+            &mut Rng::new(0),
+        );
         for row in w.chunks(4) {
             assert_eq!(row, &[0.0, 0.0, 1.0, 1.0]); // ceil(1.2) = 2 per window
         }
@@ -145,19 +189,52 @@ mod tests {
         let r = vec![1.0f32, 0.0, 2.5, 0.1]; // excess 2 1 -0.5 0.4
         let mut p = params(Method::Threshold, 1.0);
         p.threshold = 0.5;
-        assert_eq!(select(&p, &ce, &r, 1, 4, &mut Rng::new(0)), vec![1.0, 1.0, 0.0, 0.0]);
-        let w = select(&params(Method::RefOnly, 0.5), &ce, &r, 1, 4, &mut Rng::new(0));
+        assert_eq!(
+            select(&p, &ce, &r, 1, 4, &mut Rng::new(0)),
+            vec![1.0, 1.0, 0.0, 0.0]
+        );
+        let w = select(
+            &params(Method::RefOnly, 0.5),
+            &ce,
+            &r,
+            1,
+            4,
+            &mut Rng::new(0),
+        );
         assert_eq!(w, vec![0.0, 1.0, 0.0, 1.0]);
         let n = 1000;
         let ce = vec![1.0f32; n];
         let r = vec![0.0f32; n];
-        let a = select(&params(Method::Random, 0.6), &ce, &r, 10, 100, &mut Rng::new(1));
-        let b = select(&params(Method::Random, 0.6), &ce, &r, 10, 100, &mut Rng::new(2));
+        let a = select(
+            &params(Method::Random, 0.6),
+            &ce,
+            &r,
+            10,
+            100,
+            &mut Rng::new(1),
+        );
+        let b = select(
+            &params(Method::Random, 0.6),
+            &ce,
+            &r,
+            10,
+            100,
+            &mut Rng::new(2),
+        );
         assert_eq!(a.iter().sum::<f32>(), 600.0);
         assert_eq!(b.iter().sum::<f32>(), 600.0);
         assert_ne!(a, b);
         let ce = vec![1.0f32, 2.0, 3.0];
-        let w = select(&params(Method::Weighted, 1.0), &ce, &[0.0; 3], 1, 3, &mut Rng::new(0));
-        assert!((w.iter().sum::<f32>() - 3.0).abs() < 1e-5 && w[2] > w[1] && w[1] > w[0] && w[0] > 0.0);
+        let w = select(
+            &params(Method::Weighted, 1.0),
+            &ce,
+            &[0.0; 3],
+            1,
+            3,
+            &mut Rng::new(0),
+        );
+        assert!(
+            (w.iter().sum::<f32>() - 3.0).abs() < 1e-5 && w[2] > w[1] && w[1] > w[0] && w[0] > 0.0
+        );
     }
 }

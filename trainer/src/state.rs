@@ -40,8 +40,10 @@ pub fn save(
 ) -> Result<()> {
     shared::atomic::write_dir(dir, |tmp| {
         shared::checkpoint::write_files(tmp, cfg, varmap, tokenizer)?;
-        opt.save(&tmp.join(OPTIMIZER_FILE)).map_err(|e| shared::Error::checkpoint(tmp, e.to_string()))?;
-        let json = serde_json::to_string_pretty(state).map_err(|e| shared::Error::Invalid(e.to_string()))?;
+        opt.save(&tmp.join(OPTIMIZER_FILE))
+            .map_err(|e| shared::Error::checkpoint(tmp, e.to_string()))?;
+        let json = serde_json::to_string_pretty(state)
+            .map_err(|e| shared::Error::Invalid(e.to_string()))?;
         shared::atomic::write_plain(&tmp.join(STATE_FILE), json.as_bytes())
     })?;
     Ok(())

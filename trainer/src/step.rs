@@ -54,7 +54,8 @@ pub fn train_step(
         let ce = per_token_loss(&model.forward(&inputs)?, &targets)?; // (B, T-1)
         ce_host.extend(ce.detach().flatten_all()?.to_vec1::<f32>()?);
         if let Some(r) = &b.ref_loss {
-            r.chunks(b.seq_len).for_each(|w| ref_host.extend_from_slice(&w[1..])); // ref_loss at pos 1..T
+            r.chunks(b.seq_len)
+                .for_each(|w| ref_host.extend_from_slice(&w[1..])); // ref_loss at pos 1..T
         }
         ces.push(ce);
     }
@@ -74,7 +75,10 @@ pub fn train_step(
     };
     if p.objective == Objective::Slm {
         let excess = |keep: bool| {
-            let v: Vec<f64> = (0..n).filter(|&i| (w[i] > 0.0) == keep).map(|i| (ce_host[i] - ref_host[i]) as f64).collect();
+            let v: Vec<f64> = (0..n)
+                .filter(|&i| (w[i] > 0.0) == keep)
+                .map(|i| (ce_host[i] - ref_host[i]) as f64)
+                .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         (stats.excess_kept, stats.excess_dropped) = (excess(true), excess(false));
@@ -103,7 +107,11 @@ pub fn train_step(
     // 4. Backward, clip by global norm, AdamW.
     let grads = loss.backward()?;
     stats.grad_norm = opt.grad_norm(&grads)?;
-    let scale = if p.grad_clip > 0.0 && stats.grad_norm > p.grad_clip { p.grad_clip / stats.grad_norm } else { 1.0 };
+    let scale = if p.grad_clip > 0.0 && stats.grad_norm > p.grad_clip {
+        p.grad_clip / stats.grad_norm
+    } else {
+        1.0
+    };
     opt.step(&grads, p.lr, scale)?;
     Ok(stats)
 }
@@ -123,20 +131,40 @@ mod tests {
         let mut rng = Rng::new(3);
         let init: Vec<f32> = (0..b * t * v).map(|_| rng.normal() as f32).collect();
         let logits = Var::from_vec(init, (b, t, v), &dev).unwrap();
-        let targets = Tensor::from_vec((0..(b * t) as u32).map(|i| i % v as u32).collect::<Vec<_>>(), (b, t), &dev).unwrap();
+        let targets = Tensor::from_vec(
+            (0..(b * t) as u32)
+                .map(|i| i % v as u32)
+                .collect::<Vec<_>>(),
+            (b, t),
+            &dev,
+        )
+        .unwrap();
         let ce = per_token_loss(logits.as_tensor(), &targets).unwrap();
         let ce_host = ce.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let ref_loss = vec![1.0f32; b * t];
-        let p = Params { method: Method::TopkBatch, ratio: 0.4, threshold: 0.0, temperature: 1.0 };
+        let p = Params {
+            method: Method::TopkBatch,
+            ratio: 0.4,
+            threshold: 0.0,
+            temperature: 1.0,
+        };
         let w = select(&p, &ce_host, &ref_loss, b, t, &mut Rng::new(0));
         let kept = w.iter().sum::<f32>();
         assert_eq!(kept, 4.0);
         let wt = Tensor::from_slice(&w, (b, t), &dev).unwrap();
         let loss = ((&ce * &wt).unwrap().sum_all().unwrap() / kept as f64).unwrap();
-        let expect: f32 = (0..b * t).filter(|&i| w[i] > 0.0).map(|i| ce_host[i]).sum::<f32>() / kept;
+        let expect: f32 = (0..b * t)
+            .filter(|&i| w[i] > 0.0)
+            .map(|i| ce_host[i])
+            .sum::<f32>()
+            / kept;
         assert!((loss.to_scalar::<f32>().unwrap() - expect).abs() < 1e-6);
         let grads = loss.backward().unwrap();
-        let g = grads.get(logits.as_tensor()).unwrap().to_dtype(DType::F32).unwrap();
+        let g = grads
+            .get(logits.as_tensor())
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
         let g = g.reshape((b * t, v)).unwrap().to_vec2::<f32>().unwrap();
         for (i, row) in g.iter().enumerate() {
             let norm: f32 = row.iter().map(|x| x.abs()).sum();

@@ -53,7 +53,15 @@ fn make_model(s: &Settings, vocab: usize, dev: &Device) -> Result<(LlamaConfig, 
 fn identity(s: &Settings) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for k in ["resume", "threads", "device", "eval_every", "checkpoint_every", "eval_windows", "eval_data"] {
+        for k in [
+            "resume",
+            "threads",
+            "device",
+            "eval_every",
+            "checkpoint_every",
+            "eval_windows",
+            "eval_data",
+        ] {
             o.remove(k);
         }
     }
@@ -125,7 +133,8 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
     if let ModelSource::Init(dir) = &s.model {
         let p = dir.join(shared::checkpoint::TOKENIZER_FILE);
         if p.is_file() {
-            let t = Tokenizer::load(&p, Some(&tok_info.eos_token)).or_else(|_| Tokenizer::load(&p, None))?;
+            let t = Tokenizer::load(&p, Some(&tok_info.eos_token))
+                .or_else(|_| Tokenizer::load(&p, None))?;
             if t.fingerprint() != tok_info.fingerprint {
                 bail!(
                     "tokenizer differs: --init {} has {}, the data {} has {}",
@@ -160,20 +169,35 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
     let settings_path = s.out.join(SETTINGS_FILE);
     let mut opt = AdamW::new(
         &varmap,
-        AdamWConfig { beta1: s.beta1, beta2: s.beta2, eps: 1e-8, weight_decay: s.weight_decay },
+        AdamWConfig {
+            beta1: s.beta1,
+            beta2: s.beta2,
+            eps: 1e-8,
+            weight_decay: s.weight_decay,
+        },
     )?;
-    let mut st = TrainerState { seed: s.seed, ..Default::default() };
+    let mut st = TrainerState {
+        seed: s.seed,
+        ..Default::default()
+    };
     let resumed = if s.resume {
         let old: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&settings_path).with_context(|| format!("--resume: reading {}", settings_path.display()))?,
+            &std::fs::read_to_string(&settings_path)
+                .with_context(|| format!("--resume: reading {}", settings_path.display()))?,
         )?;
         if old != identity(s) {
-            bail!("--resume: the settings differ from {} (a resumed run must use the same ones)", settings_path.display());
+            bail!(
+                "--resume: the settings differ from {} (a resumed run must use the same ones)",
+                settings_path.display()
+            );
         }
         match state::latest(&s.out)? {
             Some((dir, saved)) => {
                 let ckpt = Checkpoint::load(&dir, DType::F32, &dev)?;
-                let data_map = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+                let data_map = varmap
+                    .data()
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
                 for (name, t) in &ckpt.tensors {
                     if let Some(var) = data_map.get(name) {
                         var.set(t)?;
@@ -186,20 +210,33 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
                 Some(st.step)
             }
             None => {
-                eprintln!("--resume: no checkpoint in {} yet, starting from step 0", s.out.display());
+                eprintln!(
+                    "--resume: no checkpoint in {} yet, starting from step 0",
+                    s.out.display()
+                );
                 Some(0)
             }
         }
     } else {
         if s.out.join(METRICS_FILE).exists() {
-            bail!("{} already holds a run: pass --resume to continue it, or choose another --out", s.out.display());
+            bail!(
+                "{} already holds a run: pass --resume to continue it, or choose another --out",
+                s.out.display()
+            );
         }
-        shared::atomic::write_file(&settings_path, serde_json::to_string_pretty(&identity(s))?.as_bytes())?;
+        shared::atomic::write_file(
+            &settings_path,
+            serde_json::to_string_pretty(&identity(s))?.as_bytes(),
+        )?;
         None
     };
     let mut metrics = Metrics::open(&s.out, resumed)?;
 
-    let model = Llama::load(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg, Mode::Train)?;
+    let model = Llama::load(
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+        &cfg,
+        Mode::Train,
+    )?;
     eprintln!(
         "training {} ({:.2}M params) with {:?} on {} windows of {seq_len}: {total_steps} steps of {windows_per_step} windows",
         match &s.model { ModelSource::Size(n) => n.clone(), ModelSource::Config(p) | ModelSource::Init(p) => p.display().to_string() },
@@ -208,7 +245,9 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         data.num_windows()
     );
     let run_eval = || -> Result<Option<EvalResult>> {
-        let Some(set) = &eval_set else { return Ok(None) };
+        let Some(set) = &eval_set else {
+            return Ok(None);
+        };
         let m = infer_model_from_varmap(&varmap, &cfg, &dev)?;
         Ok(Some(evaluate(&m, set, s.batch_size, s.eval_windows, &dev)?))
     };
@@ -222,7 +261,11 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         }
     }
 
-    let mut progress = Progress::new(if need_ref { "slm" } else { "clm" }, "steps", total_steps - st.step.min(total_steps));
+    let mut progress = Progress::new(
+        if need_ref { "slm" } else { "clm" },
+        "steps",
+        total_steps - st.step.min(total_steps),
+    );
     let mut last_eval = None;
     while st.step < total_steps {
         let t0 = Instant::now();
@@ -232,12 +275,26 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         let data_ms = t0.elapsed().as_secs_f64() * 1e3;
         let ratio = ratio_at(st.step, total_steps, s.select_ratio, s.select_ratio_end);
         let lr = lr_at(st.step, total_steps, s.lr, s.warmup_steps, s.min_lr_ratio);
-        let params = Params { method: s.select, ratio, threshold: s.select_threshold, temperature: s.select_temperature };
-        let input = StepInput { objective: s.objective, select: &params, lr, grad_clip: s.grad_clip };
+        let params = Params {
+            method: s.select,
+            ratio,
+            threshold: s.select_threshold,
+            temperature: s.select_temperature,
+        };
+        let input = StepInput {
+            objective: s.objective,
+            select: &params,
+            lr,
+            grad_clip: s.grad_clip,
+        };
         let mut rng = Rng::derive(s.seed, &format!("select-{}", st.step));
         let stats = train_step(&model, &mut opt, &batches, &input, &mut rng, &dev)?;
         if !stats.loss_all.is_finite() {
-            bail!("training diverged at step {}: loss is {}", st.step + 1, stats.loss_all);
+            bail!(
+                "training diverged at step {}: loss is {}",
+                st.step + 1,
+                stats.loss_all
+            );
         }
         st.step += 1;
         st.cursor += windows_per_step;
@@ -257,29 +314,51 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         }))?;
         progress.inc(1);
         let at_end = st.step == total_steps;
-        if s.eval_every > 0 && st.step % s.eval_every == 0 || at_end {
+        if s.eval_every > 0 && st.step.is_multiple_of(s.eval_every) || at_end {
             if let Some(r) = run_eval()? {
                 metrics.write(eval_line(&st, &r))?;
                 last_eval = Some(r);
             }
         }
-        if s.checkpoint_every > 0 && st.step % s.checkpoint_every == 0 && !at_end {
-            let dir = s.out.join("checkpoints").join(format!("step-{:06}", st.step));
+        if s.checkpoint_every > 0 && st.step.is_multiple_of(s.checkpoint_every) && !at_end {
+            let dir = s
+                .out
+                .join("checkpoints")
+                .join(format!("step-{:06}", st.step));
             state::save(&dir, &cfg, &varmap, tokenizer_json.as_deref(), &opt, &st)?;
         }
     }
     progress.finish();
     let final_dir = s.out.join("final");
-    if !final_dir.join(state::STATE_FILE).is_file() || state::load_state(&final_dir)?.step != st.step {
-        state::save(&final_dir, &cfg, &varmap, tokenizer_json.as_deref(), &opt, &st)?;
+    if !final_dir.join(state::STATE_FILE).is_file()
+        || state::load_state(&final_dir)?.step != st.step
+    {
+        state::save(
+            &final_dir,
+            &cfg,
+            &varmap,
+            tokenizer_json.as_deref(),
+            &opt,
+            &st,
+        )?;
     }
     if last_eval.is_none() {
         last_eval = run_eval()?;
     }
     if let Some(r) = &last_eval {
-        eprintln!("held-out loss {:.4} (ppl {:.2}) after {} steps; checkpoint {}", r.loss, r.ppl, st.step, final_dir.display());
+        eprintln!(
+            "held-out loss {:.4} (ppl {:.2}) after {} steps; checkpoint {}",
+            r.loss,
+            r.ppl,
+            st.step,
+            final_dir.display()
+        );
     } else {
-        eprintln!("done after {} steps; checkpoint {}", st.step, final_dir.display());
+        eprintln!(
+            "done after {} steps; checkpoint {}",
+            st.step,
+            final_dir.display()
+        );
     }
     Ok(final_dir)
 }
