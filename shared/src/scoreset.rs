@@ -138,6 +138,7 @@ impl ScoreSet {
             seq_len: self.seq_len(),
             seq_ids: Vec::new(),
             tokens: Vec::new(),
+            doc_ids: Vec::new(),
             ref_loss: self.scored().then(Vec::new),
         };
         for (s, shard) in self.shards.iter().enumerate() {
@@ -145,6 +146,7 @@ impl ScoreSet {
                 let w = self.read_row_group(s, g)?;
                 all.seq_ids.extend(w.seq_ids);
                 all.tokens.extend(w.tokens);
+                all.doc_ids.extend(w.doc_ids);
                 if let (Some(a), Some(b)) = (all.ref_loss.as_mut(), w.ref_loss) {
                     a.extend(b);
                 }

@@ -223,6 +223,8 @@ pub struct Windows {
     pub seq_ids: Vec<u64>,
     /// (windows * seq_len) token ids, window-major.
     pub tokens: Vec<u32>,
+    /// (windows * seq_len) document ids.
+    pub doc_ids: Vec<u64>,
     /// (windows * seq_len) reference losses; NaN at pos 0. None for pack-only.
     pub ref_loss: Option<Vec<f32>>,
 }
@@ -378,6 +380,7 @@ impl ShardReader {
             seq_len,
             seq_ids: Vec::new(),
             tokens: Vec::new(),
+            doc_ids: Vec::new(),
             ref_loss: self.info.scored.then(Vec::new),
         };
         let mut row = first_row;
@@ -387,6 +390,7 @@ impl ShardReader {
             })?;
             let seq = batch.column(0).as_primitive::<UInt64Type>();
             let pos = batch.column(1).as_primitive::<UInt32Type>();
+            let doc = batch.column(2).as_primitive::<UInt64Type>();
             let tok = batch.column(3).as_primitive::<UInt32Type>();
             let loss = batch.column(4).as_primitive::<Float32Type>();
             for i in 0..batch.num_rows() {
@@ -400,6 +404,7 @@ impl ShardReader {
                     return Err(err(row, "a window is split".into()));
                 }
                 out.tokens.push(tok.value(i));
+                out.doc_ids.push(doc.value(i));
                 if let Some(ref_loss) = out.ref_loss.as_mut() {
                     if p == 0 {
                         ref_loss.push(f32::NAN);

@@ -93,3 +93,37 @@ pub fn write_documents(path: &Path, docs: &[DocInfo], files: &[PathBuf]) -> Resu
         )?,
     )
 }
+
+/// (doc_id, original_id) of every row of a `documents.parquet`.
+pub fn read_document_ids(path: &Path) -> Result<Vec<(u64, Option<String>)>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::UInt64Type;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::shard(path, format!("not a readable documents table: {e}")))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch =
+            batch.map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?;
+        let (Some(ids), Some(orig)) = (
+            batch.column_by_name("doc_id"),
+            batch.column_by_name("original_id"),
+        ) else {
+            return Err(Error::shard(path, "no doc_id / original_id columns"));
+        };
+        let ids = ids
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| Error::shard(path, "doc_id is not UInt64"))?;
+        let orig = orig
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::shard(path, "original_id is not a string"))?;
+        for i in 0..batch.num_rows() {
+            out.push((
+                ids.value(i),
+                (!orig.is_null(i)).then(|| orig.value(i).to_string()),
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -21,6 +21,8 @@ pub struct Batch {
     pub seq_len: usize,
     /// (rows * seq_len) token ids.
     pub tokens: Vec<u32>,
+    /// (rows * seq_len) document ids.
+    pub doc_ids: Vec<u64>,
     /// (rows * seq_len) reference losses, NaN at position 0; None for pack-only sets.
     pub ref_loss: Option<Vec<f32>>,
 }
@@ -149,6 +151,7 @@ impl TrainData {
         let t = self.seq_len();
         let scored = self.scored();
         let mut tokens = Vec::with_capacity(rows * t);
+        let mut doc_ids = Vec::with_capacity(rows * t);
         let mut ref_loss = scored.then(|| Vec::with_capacity(rows * t));
         for i in 0..rows as u64 {
             let (set, window) = self.window_at(cursor + i);
@@ -156,6 +159,7 @@ impl TrainData {
             let group = self.row_group((set, loc.shard, loc.row_group))?;
             let span = loc.offset * t..(loc.offset + 1) * t;
             tokens.extend_from_slice(&group.tokens[span.clone()]);
+            doc_ids.extend_from_slice(&group.doc_ids[span.clone()]);
             if let (Some(out), Some(src)) = (ref_loss.as_mut(), group.ref_loss.as_ref()) {
                 out.extend_from_slice(&src[span]);
             }
@@ -164,6 +168,7 @@ impl TrainData {
             rows,
             seq_len: t,
             tokens,
+            doc_ids,
             ref_loss,
         })
     }

@@ -17,7 +17,6 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::Value;
 
 use crate::args::{Objective, TrainArgs};
 use crate::plot::{svg, Chart, Series};
@@ -141,19 +140,9 @@ fn train_stage(
     Ok(())
 }
 
-fn read_metrics(run: &Path) -> Result<Vec<Value>> {
-    let path = run.join(crate::train::METRICS_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
-}
-
 /// (step, tokens_trained, eval_loss) of every evaluation.
 fn eval_curve(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
-    Ok(read_metrics(run)?
+    Ok(crate::report::read_metrics(run)?
         .iter()
         .filter_map(|m| {
             Some((

@@ -14,8 +14,10 @@ mod demo;
 mod eval;
 mod optim;
 mod plot;
+mod report;
 mod schedule;
 mod select;
+mod selection;
 mod state;
 mod step;
 mod train;
@@ -49,6 +51,10 @@ enum Command {
     Train(Box<args::TrainArgs>),
     /// The whole RHO-1 pipeline on the embedded corpus, with a CLM-vs-SLM report.
     Demo(demo::DemoArgs),
+    /// What a selection rule keeps, by document label (e.g. injected noise), offline.
+    Selection(selection::SelectionArgs),
+    /// Table (mean and spread over seeds) and SVG plots of runs' metrics.
+    Report(report::ReportArgs),
     /// Held-out loss and perplexity of checkpoints on a score set.
     Eval {
         /// Hugging Face checkpoint directories.
@@ -133,6 +139,8 @@ fn run(cli: Cli) -> Result<()> {
             shared::device::set_threads(a.threads);
             demo::run(&a)
         }
+        Command::Selection(a) => selection::run(&a),
+        Command::Report(a) => report::run(&a),
         Command::Eval {
             model,
             data,

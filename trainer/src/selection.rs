@@ -1,0 +1,137 @@
+//! `trainer selection`: what the selection rule keeps, by document label, on
+//! the first batches of a run's data order (offline; no training). Documents
+//! whose `original_id` is `noise:<kind>:<n>` (see scripts/inject_noise.py) are
+//! labelled `<kind>`, the others `original`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Tensor};
+use clap::Args;
+use shared::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
+use shared::config::LlamaConfig;
+use shared::loss::{inputs_and_targets, per_token_loss};
+use shared::rng::Rng;
+
+use crate::data::TrainData;
+use crate::select::{select, Method, Params};
+
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Scored set (written by `scorer score`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Checkpoint giving the live loss; default: a fresh model of --model-size
+    /// and --seed (what the first step of an SLM run sees).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Size of the fresh model.
+    #[arg(long, default_value = "tiny")]
+    pub model_size: String,
+    /// Seed of the data order, the fresh model and random selection (as in `trainer train`).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "topk-batch")]
+    pub select: Method,
+    #[arg(long, default_value_t = 0.6)]
+    pub select_ratio: f64,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Batches to analyse.
+    #[arg(long, default_value_t = 50)]
+    pub batches: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: &SelectionArgs) -> Result<()> {
+    let dev = candle_core::Device::Cpu;
+    let mut data = TrainData::open(
+        std::slice::from_ref(&a.data),
+        Rng::derive(a.seed, "data").next_u64(),
+    )?;
+    let set = &data.sets()[0];
+    let docs_path = set.dir().join(shared::manifest::DOCUMENTS_FILE);
+    let labels: HashMap<u64, String> = shared::tables::read_document_ids(&docs_path)?
+        .into_iter()
+        .map(|(id, orig)| {
+            let label = orig
+                .as_deref()
+                .and_then(|o| o.strip_prefix("noise:"))
+                .and_then(|r| r.split(':').next())
+                .unwrap_or("original")
+                .to_string();
+            (id, label)
+        })
+        .collect();
+    let vocab = set.manifest().job.tokenizer.vocab_size;
+    let model = match &a.model {
+        Some(dir) => Checkpoint::load(dir, DType::F32, &dev)?.infer_model(&dev)?,
+        None => {
+            let cfg = LlamaConfig::preset(&a.model_size, vocab)?;
+            infer_model_from_varmap(&init_varmap(&cfg, a.seed, 0.02, &dev)?, &cfg, &dev)?
+        }
+    };
+    let params = Params {
+        method: a.select,
+        ratio: a.select_ratio,
+        threshold: 0.0,
+        temperature: 1.0,
+    };
+    // label -> (tokens, kept)
+    let mut tally: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for step in 0..a.batches {
+        let b = data.batch((step * a.batch_size) as u64, a.batch_size)?;
+        let t = b.seq_len;
+        let ids = Tensor::from_slice(&b.tokens, (b.rows, t), &dev)?;
+        let (inp, tgt) = inputs_and_targets(&ids)?;
+        let ce = per_token_loss(&model.forward(&inp)?, &tgt)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let rl = b.ref_loss.as_ref().context("the set has no ref_loss")?;
+        let (mut refs, mut docs) = (Vec::new(), Vec::new());
+        for r in 0..b.rows {
+            refs.extend_from_slice(&rl[r * t + 1..(r + 1) * t]);
+            docs.extend_from_slice(&b.doc_ids[r * t + 1..(r + 1) * t]);
+        }
+        let mut rng = Rng::derive(a.seed, &format!("select-{step}"));
+        let w = select(&params, &ce, &refs, b.rows, t - 1, &mut rng);
+        for (d, wi) in docs.iter().zip(&w) {
+            let e = tally
+                .entry(labels.get(d).cloned().unwrap_or_else(|| "original".into()))
+                .or_default();
+            e.0 += 1;
+            e.1 += *wi as f64;
+        }
+    }
+    let rows: Vec<serde_json::Value> = tally
+        .iter()
+        .map(|(label, (n, kept))| serde_json::json!({"label": label, "tokens": n, "kept": kept, "dropped_frac": 1.0 - kept / *n as f64}))
+        .collect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:?} k={} on {} batches of {} windows ({})",
+            a.select,
+            a.select_ratio,
+            a.batches,
+            a.batch_size,
+            a.model
+                .as_ref()
+                .map(|m| m.display().to_string())
+                .unwrap_or_else(|| format!("fresh {} model, seed {}", a.model_size, a.seed))
+        );
+        println!("{:<12} {:>10} {:>10}", "label", "tokens", "dropped");
+        for (label, (n, kept)) in &tally {
+            println!(
+                "{label:<12} {n:>10} {:>9.1}%",
+                100.0 * (1.0 - kept / *n as f64)
+            );
+        }
+    }
+    Ok(())
+}
