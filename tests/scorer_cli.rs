@@ -365,3 +365,36 @@ fn verify_names_a_replaced_shard() {
         "{err}"
     );
 }
+
+/// SIGKILL at five points of a scoring job (fault injection, see
+/// shared::fault), then a plain rerun: always the uninterrupted set's bytes,
+/// and never a partial file under a final name.
+#[test]
+fn killed_at_five_points_reruns_to_the_same_set() {
+    let dir = scratch("kill_points");
+    let tok = tokenizer(&dir);
+    let model = fixture("llama-mha");
+    let corpus = data("clean_heldout.jsonl.zst");
+    let reference = dir.join("uninterrupted");
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &reference));
+    for point in ["forward#9", "atomic:part-00002.parquet", "between-shards#3", "atomic:vocab.parquet", "atomic:manifest.json"] {
+        let out = dir.join(format!("killed-{}", point.replace([':', '#'], "_")));
+        let res = Command::new(SCORER)
+            .args(score_args(&model, &tok, &corpus, &out))
+            .env("RHO1_KILL_AT", point)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(res.status.signal(), Some(9), "{point}: not killed: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(!out.join("manifest.json").exists(), "{point}: manifest written before the kill");
+        assert_no_partial_shards(&out);
+        run_ok(SCORER, &score_args(&model, &tok, &corpus, &out));
+        assert_same_files(&reference, &out);
+        let leftovers: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{point}: temporary files left: {leftovers:?}");
+    }
+}

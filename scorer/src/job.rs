@@ -342,6 +342,7 @@ pub fn run(s: &Settings) -> Result<()> {
                     model.as_ref().map(|m| &m.0),
                     &mut progress,
                 )?;
+                shared::fault::point("between-shards");
                 buf.clear();
                 next.next();
             }
@@ -442,6 +443,7 @@ pub fn score_batch(
         .iter()
         .flat_map(|w| w.tokens.iter().copied())
         .collect();
+    shared::fault::point("forward");
     let ids = Tensor::from_vec(flat, (windows.len(), seq_len), device)?; // (B, T)
     let (inputs, targets) = inputs_and_targets(&ids)?; // (B, T-1) each
     let logits = model.forward(&inputs)?; // (B, T-1, V)

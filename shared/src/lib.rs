@@ -12,6 +12,7 @@ pub mod config;
 pub mod corpus;
 pub mod device;
 pub mod error;
+pub mod fault;
 pub mod hash;
 pub mod loss;
 pub mod manifest;

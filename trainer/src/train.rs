@@ -302,6 +302,7 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         st.tokens_trained += stats.kept;
         st.adam_t = opt.t;
         let secs = t0.elapsed().as_secs_f64();
+        shared::fault::point("step");
         metrics.write(json!({
             "step": st.step, "lr": lr, "ratio": ratio,
             "loss_selected": stats.loss_selected, "loss_all": stats.loss_all,
