@@ -398,3 +398,27 @@ fn killed_at_five_points_reruns_to_the_same_set() {
         assert!(leftovers.is_empty(), "{point}: temporary files left: {leftovers:?}");
     }
 }
+
+/// A full disk (here: a file-size limit, `ulimit -f`, with SIGXFSZ ignored so
+/// that writes fail with EFBIG as on a full disk): a clear error naming the
+/// file, no partial file under a final name, and a rerun with space completes.
+#[test]
+fn disk_full_is_a_clear_error_and_a_rerun_completes() {
+    let dir = scratch("disk_full");
+    let tok = tokenizer(&dir);
+    let model = fixture("llama-gqa");
+    let corpus = data("clean_heldout.jsonl.zst");
+    let out = dir.join("set");
+    let mut args = score_args(&model, &tok, &corpus, &out);
+    let at = args.iter().position(|a| *a == "--shard-tokens").unwrap();
+    args[at + 1] = "16384"; // shards larger than the limit
+    let cmd = format!("trap '' XFSZ; ulimit -f 24; exec {SCORER} {}", args.join(" "));
+    let res = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("File too large") && err.contains("part-0000"), "{err}");
+    assert_no_partial_shards(&out);
+    assert!(!out.join("manifest.json").exists());
+    run_ok(SCORER, &args);
+    run_ok(SCORER, &["verify", s(&out)]);
+}
