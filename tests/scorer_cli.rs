@@ -422,3 +422,60 @@ fn disk_full_is_a_clear_error_and_a_rerun_completes() {
     run_ok(SCORER, &args);
     run_ok(SCORER, &["verify", s(&out)]);
 }
+
+fn duckdb_python() -> Option<String> {
+    if let Ok(p) = std::env::var("RHO1_PYTHON") {
+        return Some(p);
+    }
+    let probe = Command::new("python3").args(["-c", "import duckdb"]).output();
+    if probe.map(|o| o.status.success()).unwrap_or(false) {
+        return Some("python3".into());
+    }
+    assert!(std::env::var("CI").is_err(), "CI must provide DuckDB: set RHO1_PYTHON");
+    eprintln!("SKIPPED: no python3 with duckdb (set RHO1_PYTHON; .ci/run does)");
+    None
+}
+
+#[test]
+fn readme_duckdb_cookbook_answers_are_right() {
+    let dir = scratch("cookbook");
+    let tok = tokenizer(&dir);
+    let out = dir.join("set");
+    let (a, b) = (data("clean_heldout.jsonl.zst"), data("clean_train.jsonl.zst"));
+    run_ok(SCORER, &[
+        "score", "--model", s(&fixture("llama-gqa")), "--tokenizer", s(&tok), "--corpus", s(&a), s(&b),
+        "--out", s(&out), "--seq-len", "64",
+    ]);
+    // Values the queries must reproduce, computed here from the shards.
+    let all = ScoreSet::open(&out).unwrap().read_all().unwrap();
+    let rl = all.ref_loss.as_ref().unwrap();
+    let mut per_doc: std::collections::BTreeMap<u64, (f64, u64)> = Default::default();
+    for (d, x) in all.doc_ids.iter().zip(rl) {
+        if !x.is_nan() {
+            let e = per_doc.entry(*d).or_default();
+            e.0 += *x as f64;
+            e.1 += 1;
+        }
+    }
+    let (worst_id, worst_mean) = per_doc
+        .iter()
+        .map(|(d, (sum, n))| (*d, sum / *n as f64))
+        .fold((0, f64::MIN), |best, x| if x.1 > best.1 { x } else { best });
+    let docs_per_window: Vec<usize> = all
+        .doc_ids
+        .chunks(all.seq_len)
+        .map(|w| w.iter().collect::<std::collections::BTreeSet<_>>().len())
+        .collect();
+    let expected = dir.join("expected.json");
+    let json = serde_json::json!({"worst_doc_id": worst_id, "worst_doc_mean": worst_mean, "docs_per_window": docs_per_window});
+    std::fs::write(&expected, json.to_string()).unwrap();
+    let Some(python) = duckdb_python() else { return };
+    let res = Command::new(python)
+        .arg(repo().join("tests/duckdb_cookbook.py"))
+        .arg(repo().join("README.md"))
+        .arg(&out)
+        .arg(&expected)
+        .output()
+        .unwrap();
+    assert!(res.status.success(), "{}\n{}", String::from_utf8_lossy(&res.stdout), String::from_utf8_lossy(&res.stderr));
+}
