@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+
 use common::*;
 
 const SCORER: &str = env!("CARGO_BIN_EXE_scorer");
@@ -50,6 +51,10 @@ fn edited_checkpoint(
 
 struct Case {
     name: &'static str,
+    /// the binary to run (default: scorer)
+    bin: Option<String>,
+    /// the command writes to --out (else: it only reads)
+    writes: bool,
     /// scorer arguments before --out
     args: Vec<String>,
     /// every one must appear in stderr
@@ -61,6 +66,8 @@ fn corpus_case(name: &'static str, file: PathBuf, tok: &Path, expect: &[&str]) -
     e.push(file.file_name().unwrap().to_string_lossy().into_owned());
     Case {
         name,
+        bin: None,
+        writes: true,
         args: [
             "pack",
             "--tokenizer",
@@ -83,6 +90,8 @@ fn model_case(name: &'static str, model: PathBuf, tok: &Path, expect: &[&str]) -
     let corpus = data("clean_heldout.jsonl.zst");
     Case {
         name,
+        bin: None,
+        writes: true,
         args: [
             "score",
             "--model",
@@ -265,13 +274,80 @@ fn bad_input_fails_cleanly_naming_file_and_record() {
             &["pytorch_model.bin", "pickle"],
         ),
         model_case("config.json not JSON", not_json, &tok, &["config.json"]),
+        model_case(
+            "no config.json",
+            {
+                let d = dir.join("no_config");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::copy(
+                    fixture("llama-mha/model.safetensors"),
+                    d.join("model.safetensors"),
+                )
+                .unwrap();
+                d
+            },
+            &tok,
+            &["cannot read config.json"],
+        ),
+        model_case(
+            "truncated safetensors",
+            {
+                let d = dir.join("truncated_weights");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::copy(fixture("llama-mha/config.json"), d.join("config.json")).unwrap();
+                let w = std::fs::read(fixture("llama-mha/model.safetensors")).unwrap();
+                std::fs::write(d.join("model.safetensors"), &w[..w.len() / 3]).unwrap();
+                d
+            },
+            &tok,
+            &["model.safetensors", "not a readable safetensors file"],
+        ),
+        model_case(
+            "index lists a missing file",
+            {
+                let d = dir.join("sharded");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::copy(fixture("llama-mha/config.json"), d.join("config.json")).unwrap();
+                std::fs::write(
+                    d.join("model.safetensors.index.json"),
+                    br#"{"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}"#,
+                )
+                .unwrap();
+                d
+            },
+            &tok,
+            &[
+                "model.safetensors.index.json",
+                "model-00001-of-00002.safetensors",
+                "does not exist",
+            ],
+        ),
     ]);
+    let empty = write(&dir.join("empty.jsonl"), b"");
+    cases.push(corpus_case(
+        "empty file",
+        empty,
+        &tok,
+        &["packs into no window"],
+    ));
+    let mut huge = vec![b'x'; 20 << 20];
+    huge.push(b'\n');
+    cases.push(corpus_case(
+        "a 20 MB line that is not JSON",
+        write(&dir.join("huge.jsonl"), &huge),
+        &tok,
+        &["line 1", "invalid JSON"],
+    ));
 
+    cases.extend(set_cases(&dir, &tok));
+    assert!(cases.len() >= 30, "only {} cases", cases.len());
     for case in cases {
         let out = dir.join(format!("out-{}", case.name.replace(' ', "_")));
         let mut args: Vec<&str> = case.args.iter().map(|s| s.as_str()).collect();
-        args.extend(["--out", out.to_str().unwrap()]);
-        let res = run(SCORER, &args);
+        if case.writes {
+            args.extend(["--out", out.to_str().unwrap()]);
+        }
+        let res = run(case.bin.as_deref().unwrap_or(SCORER), &args);
         let err = String::from_utf8_lossy(&res.stderr);
         assert_eq!(
             res.status.code(),
@@ -290,4 +366,243 @@ fn bad_input_fails_cleanly_naming_file_and_record() {
         }
         assert!(!out.exists(), "{}: wrote {}", case.name, out.display());
     }
+}
+
+/// A valid scored set to break in various ways (copied per case).
+fn good_set(dir: &Path, tok: &Path) -> PathBuf {
+    let set = dir.join("good-set");
+    if !set.join("manifest.json").exists() {
+        run_ok(
+            SCORER,
+            &[
+                "score",
+                "--model",
+                fixture("llama-gqa").to_str().unwrap(),
+                "--tokenizer",
+                tok.to_str().unwrap(),
+                "--corpus",
+                data("clean_heldout.jsonl.zst").to_str().unwrap(),
+                "--out",
+                set.to_str().unwrap(),
+                "--seq-len",
+                "32",
+                "--shard-tokens",
+                "8192",
+            ],
+        );
+    }
+    set
+}
+
+fn broken_copy(dir: &Path, tok: &Path, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let src = good_set(dir, tok);
+    let dst = dir.join(name);
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    edit(&dst);
+    dst
+}
+
+fn edit_manifest(set: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = set.join("manifest.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, v.to_string()).unwrap();
+}
+
+/// Make the manifest's size and hash of shard 0 match its (changed) file.
+fn rehash_shard0(set: &Path) {
+    let shard = set.join("part-00000.parquet");
+    let bytes = std::fs::metadata(&shard).unwrap().len();
+    let sha = shared::hash::hash_file(&shard).unwrap();
+    edit_manifest(set, |m| {
+        m["shards"][0]["bytes"] = bytes.into();
+        m["shards"][0]["sha256"] = sha.into();
+    });
+}
+
+fn verify_case(name: &'static str, set: PathBuf, expect: &[&str]) -> Case {
+    let mut e: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    e.push(set.file_name().unwrap().to_string_lossy().into_owned());
+    Case {
+        name,
+        bin: None,
+        writes: false,
+        args: vec!["verify".into(), set.to_string_lossy().into_owned()],
+        expect: e,
+    }
+}
+
+fn set_cases(dir: &Path, tok: &Path) -> Vec<Case> {
+    let trainer = bin("trainer");
+    let mut cases = vec![
+        verify_case(
+            "truncated shard",
+            broken_copy(dir, tok, "set-truncated", |d| {
+                let p = d.join("part-00001.parquet");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() - 100]).unwrap();
+            }),
+            &["part-00001.parquet", "bytes, the manifest says"],
+        ),
+        verify_case(
+            "manifest is not JSON",
+            broken_copy(dir, tok, "set-manifest-text", |d| {
+                std::fs::write(d.join("manifest.json"), b"shards: 3").unwrap();
+            }),
+            &["manifest.json", "invalid JSON"],
+        ),
+        verify_case(
+            "unknown format version",
+            broken_copy(dir, tok, "set-version", |d| {
+                edit_manifest(d, |m| m["format_version"] = 99.into());
+            }),
+            &["manifest.json", "unsupported format version"],
+        ),
+        verify_case(
+            "manifest lists a missing shard",
+            broken_copy(dir, tok, "set-missing-shard", |d| {
+                std::fs::remove_file(d.join("part-00002.parquet")).unwrap();
+            }),
+            &["part-00002.parquet", "missing"],
+        ),
+        verify_case(
+            "no manifest (unfinished job)",
+            broken_copy(dir, tok, "set-unfinished", |d| {
+                std::fs::remove_file(d.join("manifest.json")).unwrap();
+            }),
+            &["manifest.json", "has not finished"],
+        ),
+        verify_case(
+            "shard with a wrong schema",
+            broken_copy(dir, tok, "set-schema", |d| {
+                std::fs::copy(d.join("vocab.parquet"), d.join("part-00000.parquet")).unwrap();
+                rehash_shard0(d);
+            }),
+            &["part-00000.parquet", "wrong schema"],
+        ),
+        verify_case(
+            "NaN ref_loss in a shard",
+            broken_copy(dir, tok, "set-nan", |d| {
+                let shard = d.join("part-00000.parquet");
+                let r = shared::shards::ShardReader::open(&shard).unwrap();
+                let info = r.info().clone();
+                let (mut windows, mut losses) = (Vec::new(), Vec::new());
+                for g in 0..r.num_row_groups() {
+                    let w = r.read_row_group(g).unwrap();
+                    let t = w.seq_len;
+                    for (i, seq) in w.seq_ids.iter().enumerate() {
+                        windows.push(shared::pack::Window {
+                            seq_id: *seq,
+                            tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
+                            doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
+                        });
+                        losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
+                    }
+                }
+                drop(r);
+                losses[2][4] = f32::NAN; // window 2, pos 5 -> row 2 * 32 + 5 = 69
+                shared::shards::write_shard(
+                    &shard,
+                    &info.job,
+                    0,
+                    info.seq_len,
+                    info.row_group_windows,
+                    &windows,
+                    Some(&losses),
+                )
+                .unwrap();
+                rehash_shard0(d);
+            }),
+            &["part-00000.parquet", "row 69", "NaN"],
+        ),
+    ];
+    // Sets that do not belong together, given to the trainer.
+    let good = good_set(dir, tok);
+    let other_len = dir.join("set-seq16");
+    if !other_len.join("manifest.json").exists() {
+        run_ok(
+            SCORER,
+            &[
+                "pack",
+                "--tokenizer",
+                tok.to_str().unwrap(),
+                "--corpus",
+                data("clean_heldout.jsonl.zst").to_str().unwrap(),
+                "--out",
+                other_len.to_str().unwrap(),
+                "--seq-len",
+                "16",
+            ],
+        );
+    }
+    let other_tok = dir.join("tokenizer-600.json");
+    run_ok(
+        SCORER,
+        &[
+            "tokenizer",
+            "--corpus",
+            data("clean_heldout.jsonl.zst").to_str().unwrap(),
+            "--vocab-size",
+            "600",
+            "--out",
+            other_tok.to_str().unwrap(),
+        ],
+    );
+    let other_tok_set = dir.join("set-other-tokenizer");
+    if !other_tok_set.join("manifest.json").exists() {
+        run_ok(
+            SCORER,
+            &[
+                "pack",
+                "--tokenizer",
+                other_tok.to_str().unwrap(),
+                "--corpus",
+                data("clean_heldout.jsonl.zst").to_str().unwrap(),
+                "--out",
+                other_tok_set.to_str().unwrap(),
+                "--seq-len",
+                "32",
+            ],
+        );
+    }
+    for (name, eval, expect) in [
+        (
+            "mismatched seq_len",
+            &other_len,
+            vec!["seq_len", "32", "16", "set-seq16"],
+        ),
+        (
+            "mismatched tokenizer",
+            &other_tok_set,
+            vec!["tokenizer differs", "set-other-tokenizer"],
+        ),
+    ] {
+        cases.push(Case {
+            name,
+            bin: Some(trainer.clone()),
+            writes: true,
+            args: [
+                "train",
+                "--data",
+                good.to_str().unwrap(),
+                "--eval-data",
+                eval.to_str().unwrap(),
+                "--model-size",
+                "debug",
+                "--max-steps",
+                "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            expect: expect.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    cases
 }

@@ -377,7 +377,13 @@ fn killed_at_five_points_reruns_to_the_same_set() {
     let corpus = data("clean_heldout.jsonl.zst");
     let reference = dir.join("uninterrupted");
     run_ok(SCORER, &score_args(&model, &tok, &corpus, &reference));
-    for point in ["forward#9", "atomic:part-00002.parquet", "between-shards#3", "atomic:vocab.parquet", "atomic:manifest.json"] {
+    for point in [
+        "forward#9",
+        "atomic:part-00002.parquet",
+        "between-shards#3",
+        "atomic:vocab.parquet",
+        "atomic:manifest.json",
+    ] {
         let out = dir.join(format!("killed-{}", point.replace([':', '#'], "_")));
         let res = Command::new(SCORER)
             .args(score_args(&model, &tok, &corpus, &out))
@@ -385,8 +391,16 @@ fn killed_at_five_points_reruns_to_the_same_set() {
             .output()
             .unwrap();
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(res.status.signal(), Some(9), "{point}: not killed: {}", String::from_utf8_lossy(&res.stderr));
-        assert!(!out.join("manifest.json").exists(), "{point}: manifest written before the kill");
+        assert_eq!(
+            res.status.signal(),
+            Some(9),
+            "{point}: not killed: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert!(
+            !out.join("manifest.json").exists(),
+            "{point}: manifest written before the kill"
+        );
         assert_no_partial_shards(&out);
         run_ok(SCORER, &score_args(&model, &tok, &corpus, &out));
         assert_same_files(&reference, &out);
@@ -395,7 +409,10 @@ fn killed_at_five_points_reruns_to_the_same_set() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.contains(".tmp-"))
             .collect();
-        assert!(leftovers.is_empty(), "{point}: temporary files left: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "{point}: temporary files left: {leftovers:?}"
+        );
     }
 }
 
@@ -412,11 +429,17 @@ fn disk_full_is_a_clear_error_and_a_rerun_completes() {
     let mut args = score_args(&model, &tok, &corpus, &out);
     let at = args.iter().position(|a| *a == "--shard-tokens").unwrap();
     args[at + 1] = "16384"; // shards larger than the limit
-    let cmd = format!("trap '' XFSZ; ulimit -f 24; exec {SCORER} {}", args.join(" "));
+    let cmd = format!(
+        "trap '' XFSZ; ulimit -f 24; exec {SCORER} {}",
+        args.join(" ")
+    );
     let res = Command::new("bash").args(["-c", &cmd]).output().unwrap();
     let err = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "{err}");
-    assert!(err.contains("File too large") && err.contains("part-0000"), "{err}");
+    assert!(
+        err.contains("File too large") && err.contains("part-0000"),
+        "{err}"
+    );
     assert_no_partial_shards(&out);
     assert!(!out.join("manifest.json").exists());
     run_ok(SCORER, &args);
@@ -427,11 +450,16 @@ fn duckdb_python() -> Option<String> {
     if let Ok(p) = std::env::var("RHO1_PYTHON") {
         return Some(p);
     }
-    let probe = Command::new("python3").args(["-c", "import duckdb"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output();
     if probe.map(|o| o.status.success()).unwrap_or(false) {
         return Some("python3".into());
     }
-    assert!(std::env::var("CI").is_err(), "CI must provide DuckDB: set RHO1_PYTHON");
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must provide DuckDB: set RHO1_PYTHON"
+    );
     eprintln!("SKIPPED: no python3 with duckdb (set RHO1_PYTHON; .ci/run does)");
     None
 }
@@ -441,11 +469,27 @@ fn readme_duckdb_cookbook_answers_are_right() {
     let dir = scratch("cookbook");
     let tok = tokenizer(&dir);
     let out = dir.join("set");
-    let (a, b) = (data("clean_heldout.jsonl.zst"), data("clean_train.jsonl.zst"));
-    run_ok(SCORER, &[
-        "score", "--model", s(&fixture("llama-gqa")), "--tokenizer", s(&tok), "--corpus", s(&a), s(&b),
-        "--out", s(&out), "--seq-len", "64",
-    ]);
+    let (a, b) = (
+        data("clean_heldout.jsonl.zst"),
+        data("clean_train.jsonl.zst"),
+    );
+    run_ok(
+        SCORER,
+        &[
+            "score",
+            "--model",
+            s(&fixture("llama-gqa")),
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&a),
+            s(&b),
+            "--out",
+            s(&out),
+            "--seq-len",
+            "64",
+        ],
+    );
     // Values the queries must reproduce, computed here from the shards.
     let all = ScoreSet::open(&out).unwrap().read_all().unwrap();
     let rl = all.ref_loss.as_ref().unwrap();
@@ -469,7 +513,9 @@ fn readme_duckdb_cookbook_answers_are_right() {
     let expected = dir.join("expected.json");
     let json = serde_json::json!({"worst_doc_id": worst_id, "worst_doc_mean": worst_mean, "docs_per_window": docs_per_window});
     std::fs::write(&expected, json.to_string()).unwrap();
-    let Some(python) = duckdb_python() else { return };
+    let Some(python) = duckdb_python() else {
+        return;
+    };
     let res = Command::new(python)
         .arg(repo().join("tests/duckdb_cookbook.py"))
         .arg(repo().join("README.md"))
@@ -477,5 +523,10 @@ fn readme_duckdb_cookbook_answers_are_right() {
         .arg(&expected)
         .output()
         .unwrap();
-    assert!(res.status.success(), "{}\n{}", String::from_utf8_lossy(&res.stdout), String::from_utf8_lossy(&res.stderr));
+    assert!(
+        res.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
 }

@@ -626,35 +626,84 @@ fn killed_in_a_step_or_a_checkpoint_write_resumes_exactly() {
     let f = fixture_sets();
     let args = |out: &Path| -> Vec<String> {
         [
-            "train", "--data", s(&f.noisy_scored), "--out", s(out), "--objective", "slm",
-            "--model-size", "debug", "--batch-size", "4", "--max-steps", "24", "--warmup-steps", "5",
-            "--checkpoint-every", "8", "--eval-every", "0",
+            "train",
+            "--data",
+            s(&f.noisy_scored),
+            "--out",
+            s(out),
+            "--objective",
+            "slm",
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "24",
+            "--warmup-steps",
+            "5",
+            "--checkpoint-every",
+            "8",
+            "--eval-every",
+            "0",
         ]
         .iter()
         .map(|x| x.to_string())
         .collect()
     };
     let losses = |run: &Path| -> Vec<(u64, f64)> {
-        metrics(run).iter().filter_map(|m| Some((m.get("step")?.as_u64()?, m.get("loss_selected")?.as_f64()?))).collect()
+        metrics(run)
+            .iter()
+            .filter_map(|m| Some((m.get("step")?.as_u64()?, m.get("loss_selected")?.as_f64()?)))
+            .collect()
     };
     let full = f.dir.join("kill-full");
     let _ = std::fs::remove_dir_all(&full);
-    run_ok(TRAINER, &args(&full).iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    run_ok(
+        TRAINER,
+        &args(&full).iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+    );
     for point in ["step#13", "atomic:step-000016"] {
-        let out = f.dir.join(format!("kill-{}", point.replace([':', '#'], "_")));
+        let out = f
+            .dir
+            .join(format!("kill-{}", point.replace([':', '#'], "_")));
         let _ = std::fs::remove_dir_all(&out);
-        let res = Command::new(TRAINER).args(args(&out)).env("RHO1_KILL_AT", point).output().unwrap();
-        assert_eq!(res.status.signal(), Some(9), "{point}: {}", String::from_utf8_lossy(&res.stderr));
-        assert!(!out.join("checkpoints/step-000016").exists(), "{point}: a partial checkpoint has a final name");
-        assert!(out.join("checkpoints/step-000008/trainer_state.json").exists());
+        let res = Command::new(TRAINER)
+            .args(args(&out))
+            .env("RHO1_KILL_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            res.status.signal(),
+            Some(9),
+            "{point}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert!(
+            !out.join("checkpoints/step-000016").exists(),
+            "{point}: a partial checkpoint has a final name"
+        );
+        assert!(out
+            .join("checkpoints/step-000008/trainer_state.json")
+            .exists());
         let mut b = args(&out);
         b.push("--resume".into());
         let res = run_ok(TRAINER, &b.iter().map(|x| x.as_str()).collect::<Vec<_>>());
-        assert!(String::from_utf8_lossy(&res.stderr).contains("step 8"), "{point}: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(
+            String::from_utf8_lossy(&res.stderr).contains("step 8"),
+            "{point}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
         let (x, y) = (losses(&full), losses(&out));
-        assert_eq!(x.iter().map(|p| p.0).collect::<Vec<_>>(), y.iter().map(|p| p.0).collect::<Vec<_>>(), "{point}");
+        assert_eq!(
+            x.iter().map(|p| p.0).collect::<Vec<_>>(),
+            y.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "{point}"
+        );
         for ((step, l1), (_, l2)) in x.iter().zip(&y) {
-            assert!((l1 - l2).abs() <= 1e-6, "{point}: step {step}: {l1} vs {l2}");
+            assert!(
+                (l1 - l2).abs() <= 1e-6,
+                "{point}: step {step}: {l1} vs {l2}"
+            );
         }
     }
 }

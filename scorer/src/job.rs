@@ -121,7 +121,7 @@ pub fn verify(dir: &Path) -> Result<()> {
                 Ok(h) if h != e.sha256 => {
                     Some(format!("content hash {h}, the manifest says {}", e.sha256))
                 }
-                Ok(_) => ShardReader::open(&path).err().map(|err| err.to_string()),
+                Ok(_) => decode_all(&path).err().map(|err| err.to_string()),
                 Err(err) => Some(err.to_string()),
             },
         };
@@ -147,6 +147,15 @@ pub fn verify(dir: &Path) -> Result<()> {
         dir.display(),
         m.shards.len()
     );
+    Ok(())
+}
+
+/// Opens a shard and decodes every row group (positions, windows, finite ref_loss).
+fn decode_all(path: &Path) -> shared::Result<()> {
+    let r = ShardReader::open(path)?;
+    for g in 0..r.num_row_groups() {
+        r.read_row_group(g)?;
+    }
     Ok(())
 }
 
@@ -244,9 +253,15 @@ pub fn run(s: &Settings) -> Result<()> {
         num_windows += 1;
     }
     if num_windows == 0 {
+        let names: Vec<String> = files
+            .iter()
+            .take(3)
+            .map(|f| f.display().to_string())
+            .collect();
         bail!(
-            "the corpus ({} file(s)) packs into no window of {} tokens: it has {} tokens",
-            files.len(),
+            "the corpus ({}{}) packs into no window of {} tokens: it has {} tokens",
+            names.join(", "),
+            if files.len() > 3 { ", ..." } else { "" },
             s.seq_len,
             count.dropped_tail()
         );

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static HITS: AtomicU64 = AtomicU64::new(0);
 
 pub fn point(name: &str) {
-    let Ok(spec) = std::env::var("RHO1_KILL_AT") else { return };
+    let Ok(spec) = std::env::var("RHO1_KILL_AT") else {
+        return;
+    };
     let (want, nth) = match spec.split_once('#') {
         Some((w, n)) => (w.to_string(), n.parse::<u64>().unwrap_or(1)),
         None => (spec.clone(), 1),
@@ -24,7 +26,9 @@ pub fn point(name: &str) {
         return;
     }
     eprintln!("fault injection: SIGKILL at {name} (hit {hit})");
-    let _ = std::process::Command::new("kill").args(["-KILL", &std::process::id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
