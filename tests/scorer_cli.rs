@@ -530,3 +530,163 @@ fn readme_duckdb_cookbook_answers_are_right() {
         String::from_utf8_lossy(&res.stderr)
     );
 }
+
+/// (pos, ref_loss, keep) of every row of an export's shards.
+fn export_rows(dir: &Path) -> Vec<(u32, f32, bool)> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float32Type, UInt32Type};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for f in files {
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for b in r {
+            let b = b.unwrap();
+            let pos = b
+                .column_by_name("pos")
+                .unwrap()
+                .as_primitive::<UInt32Type>()
+                .clone();
+            let loss = b
+                .column_by_name("ref_loss")
+                .unwrap()
+                .as_primitive::<Float32Type>()
+                .clone();
+            let keep = b.column_by_name("keep").unwrap().as_boolean().clone();
+            for i in 0..b.num_rows() {
+                rows.push((
+                    pos.value(i),
+                    if loss.is_null(i) {
+                        f32::NAN
+                    } else {
+                        loss.value(i)
+                    },
+                    keep.value(i),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn export_writes_a_loss_mask_of_exactly_k_tokens() {
+    let dir = scratch("export");
+    let tok = tokenizer(&dir);
+    let corpus = data("clean_heldout.jsonl.zst");
+    let (reference, live) = (dir.join("ref"), dir.join("live"));
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-gqa"), &tok, &corpus, &reference),
+    );
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-mha"), &tok, &corpus, &live),
+    );
+
+    let by_ref = dir.join("mask-ref");
+    run_ok(
+        SCORER,
+        &[
+            "export",
+            "--set",
+            s(&reference),
+            "--ratio",
+            "0.6",
+            "--out",
+            s(&by_ref),
+        ],
+    );
+    let rows = export_rows(&by_ref);
+    let predicted: Vec<&(u32, f32, bool)> = rows.iter().filter(|r| r.0 != 0).collect();
+    let k = (0.6 * predicted.len() as f64).ceil() as usize;
+    assert_eq!(predicted.iter().filter(|r| r.2).count(), k);
+    assert!(
+        rows.iter().filter(|r| r.0 == 0).all(|r| !r.2),
+        "position 0 is never kept"
+    );
+    let max_kept = predicted
+        .iter()
+        .filter(|r| r.2)
+        .map(|r| r.1)
+        .fold(f32::MIN, f32::max);
+    let min_dropped = predicted
+        .iter()
+        .filter(|r| !r.2)
+        .map(|r| r.1)
+        .fold(f32::MAX, f32::min);
+    assert!(
+        max_kept <= min_dropped,
+        "kept up to {max_kept}, dropped from {min_dropped}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(by_ref.join("export.json")).unwrap())
+            .unwrap();
+    let kept_sum: u64 = summary["per_source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kept"].as_u64().unwrap())
+        .sum();
+    assert_eq!(kept_sum as usize, k);
+
+    // Ranked by excess against the "live" model's scores of the same windows.
+    let by_excess = dir.join("mask-excess");
+    run_ok(
+        SCORER,
+        &[
+            "export",
+            "--set",
+            s(&reference),
+            "--against",
+            s(&live),
+            "--ratio",
+            "0.3",
+            "--out",
+            s(&by_excess),
+        ],
+    );
+    let rows = export_rows(&by_excess);
+    let live_rows = ScoreSet::open(&live)
+        .unwrap()
+        .read_all()
+        .unwrap()
+        .ref_loss
+        .unwrap();
+    let excess: Vec<(f32, bool)> = rows
+        .iter()
+        .zip(&live_rows)
+        .filter(|(r, _)| r.0 != 0)
+        .map(|(r, l)| (l - r.1, r.2))
+        .collect();
+    let k = (0.3 * excess.len() as f64).ceil() as usize;
+    assert_eq!(excess.iter().filter(|e| e.1).count(), k);
+    let min_kept = excess
+        .iter()
+        .filter(|e| e.1)
+        .map(|e| e.0)
+        .fold(f32::MAX, f32::min);
+    let max_dropped = excess
+        .iter()
+        .filter(|e| !e.1)
+        .map(|e| e.0)
+        .fold(f32::MIN, f32::max);
+    assert!(
+        min_kept >= max_dropped,
+        "kept excess from {min_kept}, dropped up to {max_dropped}"
+    );
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod export;
 mod job;
 
 // Every candle op allocates its output: an allocator that returns freed
@@ -75,6 +76,22 @@ enum Command {
     Verify {
         /// Score set directory.
         dir: PathBuf,
+    },
+    /// Write a selection as a loss mask: the set's rows plus a boolean `keep` column.
+    Export {
+        /// Scored set (reference losses).
+        #[arg(long)]
+        set: PathBuf,
+        /// The same windows scored by the model being trained: rank by excess
+        /// loss (this - reference), highest kept. Without it: lowest reference loss kept.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Fraction of predicted tokens kept, in (0, 1].
+        #[arg(long, default_value_t = 0.6)]
+        ratio: f64,
+        /// Output directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print a score set's manifest summary.
     Info {
@@ -203,6 +220,12 @@ fn run(cli: Cli) -> Result<()> {
             job::run(&common.settings(tokenizer, Some(model))?)
         }
         Command::Verify { dir } => job::verify(&dir),
+        Command::Export {
+            set,
+            against,
+            ratio,
+            out,
+        } => export::run(&set, against.as_deref(), ratio, &out),
         Command::Info { dir } => {
             let m = shared::manifest::Manifest::load(&dir)
                 .with_context(|| format!("reading score set {}", dir.display()))?;

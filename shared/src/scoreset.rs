@@ -57,6 +57,14 @@ impl ScoreSet {
                     "does not match manifest.json (from another job?)",
                 ));
             }
+            if info.row_group_windows != manifest.job.row_group_windows
+                || info.scored != manifest.job.scored
+            {
+                return Err(Error::shard(
+                    &path,
+                    "its layout (row groups, scored) does not match manifest.json",
+                ));
+            }
             if info.seq_len != manifest.job.seq_len {
                 return Err(Error::shard(
                     &path,

@@ -96,6 +96,14 @@ pub fn write_documents(path: &Path, docs: &[DocInfo], files: &[PathBuf]) -> Resu
 
 /// (doc_id, original_id) of every row of a `documents.parquet`.
 pub fn read_document_ids(path: &Path) -> Result<Vec<(u64, Option<String>)>> {
+    Ok(read_documents(path)?
+        .into_iter()
+        .map(|(id, _, orig)| (id, orig))
+        .collect())
+}
+
+/// (doc_id, source_file, original_id) of every row of a `documents.parquet`.
+pub fn read_documents(path: &Path) -> Result<Vec<(u64, String, Option<String>)>> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -106,12 +114,19 @@ pub fn read_document_ids(path: &Path) -> Result<Vec<(u64, Option<String>)>> {
     for batch in reader {
         let batch =
             batch.map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?;
-        let (Some(ids), Some(orig)) = (
+        let (Some(ids), Some(src), Some(orig)) = (
             batch.column_by_name("doc_id"),
+            batch.column_by_name("source_file"),
             batch.column_by_name("original_id"),
         ) else {
-            return Err(Error::shard(path, "no doc_id / original_id columns"));
+            return Err(Error::shard(
+                path,
+                "no doc_id / source_file / original_id columns",
+            ));
         };
+        let src = src
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::shard(path, "source_file is not a string"))?;
         let ids = ids
             .as_primitive_opt::<UInt64Type>()
             .ok_or_else(|| Error::shard(path, "doc_id is not UInt64"))?;
@@ -121,6 +136,7 @@ pub fn read_document_ids(path: &Path) -> Result<Vec<(u64, Option<String>)>> {
         for i in 0..batch.num_rows() {
             out.push((
                 ids.value(i),
+                src.value(i).to_string(),
                 (!orig.is_null(i)).then(|| orig.value(i).to_string()),
             ));
         }

@@ -1,0 +1,242 @@
+//! `scorer export`: a selection as a loss mask any trainer can use. For a
+//! ratio k, the kept tokens are the ceil(k * n) predicted tokens with the
+//! lowest reference loss, or, with `--against SET` (the same windows scored
+//! by the model being trained), the highest excess loss, against - ref. The
+//! output holds the same rows plus a boolean `keep` column (false at pos 0),
+//! and `export.json` with what was kept per source file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use arrow::array::{BooleanArray, Float32Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use shared::manifest::{shard_file_name, DOCUMENTS_FILE, VOCAB_FILE};
+use shared::scoreset::ScoreSet;
+use shared::shards::Windows;
+
+pub const EXPORT_FILE: &str = "export.json";
+
+/// The two sets hold the same windows (same corpus, tokenizer, layout).
+fn check_same_windows(a: &ScoreSet, b: &ScoreSet) -> Result<()> {
+    let (ja, jb) = (&a.manifest().job, &b.manifest().job);
+    let same = ja.seq_len == jb.seq_len
+        && ja.tokenizer.fingerprint == jb.tokenizer.fingerprint
+        && ja.shard_windows == jb.shard_windows
+        && ja.row_group_windows == jb.row_group_windows
+        && ja
+            .inputs
+            .iter()
+            .map(|i| &i.sha256)
+            .eq(jb.inputs.iter().map(|i| &i.sha256))
+        && a.num_windows() == b.num_windows();
+    if !same {
+        bail!(
+            "{} and {} do not hold the same windows (corpus, tokenizer, seq_len and shard layout must match)",
+            a.dir().display(),
+            b.dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// Visits every row group of `set` (and the same one of `against`).
+fn for_each_group(
+    set: &ScoreSet,
+    against: Option<&ScoreSet>,
+    mut f: impl FnMut(usize, &Windows, Option<&Windows>) -> Result<()>,
+) -> Result<()> {
+    for s in 0..set.shards().len() {
+        for g in 0..set.shards()[s].num_row_groups() {
+            let w = set.read_row_group(s, g)?;
+            let o = against.map(|a| a.read_row_group(s, g)).transpose()?;
+            if let Some(o) = &o {
+                if o.tokens != w.tokens {
+                    bail!("shard {s} row group {g}: the token ids of the two sets differ");
+                }
+            }
+            f(s, &w, o.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
+/// Lower is kept: ref_loss, or minus the excess.
+fn rank_values(w: &Windows, o: Option<&Windows>) -> Vec<f32> {
+    let r = w.ref_loss.as_deref().unwrap_or(&[]);
+    match o.and_then(|o| o.ref_loss.as_deref()) {
+        Some(live) => r.iter().zip(live).map(|(r, l)| r - l).collect(),
+        None => r.to_vec(),
+    }
+}
+
+pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Result<()> {
+    if !(ratio > 0.0 && ratio <= 1.0) {
+        bail!("--ratio must be in (0, 1], got {ratio}");
+    }
+    if out.exists() {
+        bail!("{} exists: choose a new --out directory", out.display());
+    }
+    let set = ScoreSet::open(set_dir)?;
+    if !set.scored() {
+        bail!(
+            "{}: a pack-only set has no ref_loss to rank by",
+            set_dir.display()
+        );
+    }
+    let other = against.map(ScoreSet::open).transpose()?;
+    if let Some(o) = &other {
+        check_same_windows(&set, o)?;
+    }
+    // Pass 1: the k-th smallest rank value; ties at it are kept in row order.
+    let mut values = Vec::new();
+    for_each_group(&set, other.as_ref(), |_, w, o| {
+        values.extend(
+            rank_values(w, o)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % w.seq_len != 0)
+                .map(|(_, v)| v),
+        );
+        Ok(())
+    })?;
+    let n = values.len();
+    let k = ((ratio * n as f64).ceil() as usize).clamp(1, n);
+    let (_, kth, _) = values.select_nth_unstable_by(k - 1, f32::total_cmp);
+    let threshold = *kth;
+    let below = values
+        .iter()
+        .filter(|v| v.total_cmp(&threshold).is_lt())
+        .count();
+    let mut ties_left = k - below;
+    drop(values);
+
+    let docs: HashMap<u64, String> =
+        shared::tables::read_documents(&set.dir().join(DOCUMENTS_FILE))?
+            .into_iter()
+            .map(|(id, src, _)| (id, src))
+            .collect();
+    let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("seq_id", DataType::UInt64, false),
+        Field::new("pos", DataType::UInt32, false),
+        Field::new("doc_id", DataType::UInt64, false),
+        Field::new("token_id", DataType::UInt32, false),
+        Field::new("ref_loss", DataType::Float32, true),
+        Field::new("keep", DataType::Boolean, false),
+    ]));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build();
+    shared::atomic::write_dir(out, |tmp| {
+        let mut writers: Vec<Option<ArrowWriter<std::fs::File>>> =
+            (0..set.shards().len()).map(|_| None).collect();
+        let res = for_each_group(&set, other.as_ref(), |s, w, o| {
+            let t = w.seq_len;
+            let vals = rank_values(w, o);
+            let ref_loss = w.ref_loss.as_deref().unwrap_or(&[]);
+            let mut keep = Vec::with_capacity(w.tokens.len());
+            for (i, v) in vals.iter().enumerate() {
+                let kept = i % t != 0
+                    && match v.total_cmp(&threshold) {
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Equal if ties_left > 0 => {
+                            ties_left -= 1;
+                            true
+                        }
+                        _ => false,
+                    };
+                if i % t != 0 {
+                    let e = per_source
+                        .entry(docs.get(&w.doc_ids[i]).cloned().unwrap_or_default())
+                        .or_default();
+                    e.0 += 1;
+                    e.1 += kept as u64;
+                }
+                keep.push(kept);
+            }
+            let seq: Vec<u64> = w
+                .seq_ids
+                .iter()
+                .flat_map(|&s| std::iter::repeat_n(s, t))
+                .collect();
+            let pos: Vec<u32> = (0..w.tokens.len()).map(|i| (i % t) as u32).collect();
+            let loss: Vec<Option<f32>> = ref_loss
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i % t != 0).then_some(x))
+                .collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt64Array::from(seq)),
+                    Arc::new(UInt32Array::from(pos)),
+                    Arc::new(UInt64Array::from(w.doc_ids.clone())),
+                    Arc::new(UInt32Array::from(w.tokens.clone())),
+                    Arc::new(Float32Array::from(loss)),
+                    Arc::new(BooleanArray::from(keep)),
+                ],
+            )?;
+            if writers[s].is_none() {
+                let path = tmp.join(shard_file_name(s));
+                let file = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                writers[s] = Some(ArrowWriter::try_new(
+                    file,
+                    schema.clone(),
+                    Some(props.clone()),
+                )?);
+            }
+            if let Some(wr) = writers[s].as_mut() {
+                wr.write(&batch)?;
+                wr.flush()?;
+            }
+            Ok(())
+        });
+        res.map_err(|e| shared::Error::Invalid(format!("{e:#}")))?;
+        for wr in writers.into_iter().flatten() {
+            wr.close()
+                .map_err(|e| shared::Error::Invalid(e.to_string()))?;
+        }
+        for f in [
+            VOCAB_FILE,
+            DOCUMENTS_FILE,
+            shared::checkpoint::TOKENIZER_FILE,
+        ] {
+            let src = set.dir().join(f);
+            if src.is_file() {
+                std::fs::copy(&src, tmp.join(f)).map_err(|e| shared::Error::io(&src, e))?;
+            }
+        }
+        let summary = serde_json::json!({
+            "source_set": set.dir().display().to_string(),
+            "against": other.as_ref().map(|o| o.dir().display().to_string()),
+            "rule": if other.is_some() { "top excess loss (against - ref)" } else { "lowest reference loss" },
+            "ratio": ratio,
+            "predicted_tokens": n,
+            "kept": k,
+            "per_source": per_source.iter().map(|(src, (tok, kept))| serde_json::json!({
+                "source_file": src, "tokens": tok, "kept": kept, "kept_share": *kept as f64 / *tok as f64
+            })).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&summary)
+            .map_err(|e| shared::Error::Invalid(e.to_string()))?;
+        shared::atomic::write_plain(&tmp.join(EXPORT_FILE), text.as_bytes())
+    })?;
+    eprintln!(
+        "kept {k} of {n} predicted tokens ({:.1}%) -> {}",
+        100.0 * k as f64 / n as f64,
+        out.display()
+    );
+    for (src, (tok, kept)) in &per_source {
+        eprintln!(
+            "  {src}: {:.1}% of {tok}",
+            100.0 * *kept as f64 / *tok as f64
+        );
+    }
+    Ok(())
+}
