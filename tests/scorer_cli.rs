@@ -690,3 +690,105 @@ fn export_writes_a_loss_mask_of_exactly_k_tokens() {
         "kept excess from {min_kept}, dropped up to {max_dropped}"
     );
 }
+
+#[test]
+fn dynamics_classifies_every_token_by_its_fitted_loss_change() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Float32Type;
+    let dir = scratch("dynamics");
+    let tok = tokenizer(&dir);
+    let corpus = data("clean_heldout.jsonl.zst");
+    let sets: Vec<PathBuf> = ["llama-mha", "llama-gqa", "llama-gqa"]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let out = dir.join(format!("ckpt{i}"));
+            if i == 2 {
+                // the same scores twice: a copy stands for a third checkpoint
+                std::fs::create_dir_all(&out).unwrap();
+                for e in std::fs::read_dir(dir.join("ckpt1")).unwrap() {
+                    let p = e.unwrap().path();
+                    std::fs::copy(&p, out.join(p.file_name().unwrap())).unwrap();
+                }
+            } else {
+                run_ok(SCORER, &score_args(&fixture(m), &tok, &corpus, &out));
+            }
+            out
+        })
+        .collect();
+    let out = dir.join("dynamics.parquet");
+    let mut args = vec!["dynamics", "--out", s(&out), "--sets"];
+    args.extend(sets.iter().map(|p| s(p)));
+    let res = run_ok(SCORER, &args);
+    let table = String::from_utf8_lossy(&res.stdout);
+    assert!(table.contains("H->L") && table.contains("L->H"), "{table}");
+
+    let losses: Vec<Vec<f32>> = sets
+        .iter()
+        .map(|d| {
+            ScoreSet::open(d)
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .ref_loss
+                .unwrap()
+        })
+        .collect();
+    let mean_final = ScoreSet::open(&sets[2])
+        .unwrap()
+        .manifest()
+        .ref_loss
+        .as_ref()
+        .unwrap()
+        .mean;
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&out).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut rows = 0;
+    let t = 64;
+    for b in r {
+        let b = b.unwrap();
+        let seq = b
+            .column_by_name("seq_id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .clone();
+        let pos = b
+            .column_by_name("pos")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .clone();
+        let l0 = b
+            .column_by_name("loss_0")
+            .unwrap()
+            .as_primitive::<Float32Type>()
+            .clone();
+        let cat = b
+            .column_by_name("category")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        for i in 0..b.num_rows() {
+            let idx = seq.value(i) as usize * t + pos.value(i) as usize;
+            assert_eq!(l0.value(i), losses[0][idx]);
+            let ys = [losses[0][idx], losses[1][idx], losses[2][idx]];
+            // least-squares slope over x = 0, 1, 2 is (y2 - y0) / 2; dL = 2 * slope
+            let dl = (ys[2] - ys[0]) as f64;
+            let want = if dl < -0.2 {
+                "H->L"
+            } else if dl > 0.2 {
+                "L->H"
+            } else if ys[2] as f64 <= mean_final {
+                "L->L"
+            } else {
+                "H->H"
+            };
+            assert_eq!(cat.value(i), want, "row {idx}: losses {ys:?}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, losses[0].iter().filter(|x| !x.is_nan()).count());
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod dynamics;
 mod export;
 mod job;
 
@@ -92,6 +93,18 @@ enum Command {
         /// Output directory (must not exist).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Token loss dynamics across checkpoints (H->L, L->H, L->L, H->H), as in the RHO-1 paper.
+    Dynamics {
+        /// Score sets of the same windows, one per checkpoint, in training order.
+        #[arg(long, required = true, num_args = 2..)]
+        sets: Vec<PathBuf>,
+        /// Parquet file with one row per predicted token.
+        #[arg(long)]
+        out: PathBuf,
+        /// |dL| above this is a transition (H->L or L->H).
+        #[arg(long, default_value_t = 0.2)]
+        threshold: f64,
     },
     /// Print a score set's manifest summary.
     Info {
@@ -220,6 +233,11 @@ fn run(cli: Cli) -> Result<()> {
             job::run(&common.settings(tokenizer, Some(model))?)
         }
         Command::Verify { dir } => job::verify(&dir),
+        Command::Dynamics {
+            sets,
+            out,
+            threshold,
+        } => dynamics::run(&sets, &out, threshold),
         Command::Export {
             set,
             against,
