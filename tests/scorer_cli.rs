@@ -792,3 +792,104 @@ fn dynamics_classifies_every_token_by_its_fitted_loss_change() {
     }
     assert_eq!(rows, losses[0].iter().filter(|x| !x.is_nan()).count());
 }
+
+#[test]
+fn view_page_renders_in_a_real_browser_without_console_errors() {
+    let dir = scratch("view");
+    let tok = tokenizer(&dir);
+    let corpus = data("clean_heldout.jsonl.zst");
+    let (reference, live) = (dir.join("ref"), dir.join("live"));
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-gqa"), &tok, &corpus, &reference),
+    );
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-mha"), &tok, &corpus, &live),
+    );
+    let pages = [
+        (
+            "loss",
+            vec!["view", "--set", s(&reference), "--docs", "0", "3"],
+        ),
+        (
+            "excess",
+            vec![
+                "view",
+                "--set",
+                s(&reference),
+                "--against",
+                s(&live),
+                "--color",
+                "excess",
+                "--limit",
+                "2",
+            ],
+        ),
+        (
+            "kept",
+            vec![
+                "view",
+                "--set",
+                s(&reference),
+                "--color",
+                "kept",
+                "--ratio",
+                "0.5",
+            ],
+        ),
+    ];
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+    for (name, mut args) in pages {
+        let html = dir.join(format!("{name}.html"));
+        args.extend(["--out", s(&html)]);
+        run_ok(SCORER, &args);
+        let text = std::fs::read_to_string(&html).unwrap();
+        assert!(
+            text.contains("<span class=\"t\"") && !text.contains("http"),
+            "{name}: no tokens, or a network reference"
+        );
+        let Some(browser) = chromium else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must provide chromium (.ci/run installs it)"
+            );
+            eprintln!("SKIPPED browser check: no chromium");
+            continue;
+        };
+        let shot = dir.join(format!("{name}.png"));
+        let res = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,900",
+            ])
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&res.stderr);
+        let console: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+            .collect();
+        assert!(console.is_empty(), "{name}: console messages: {console:?}");
+        let png = std::fs::read(&shot).unwrap_or_default();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name}: no screenshot ({} bytes)\n{log}",
+            png.len()
+        );
+    }
+}

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod dynamics;
 mod export;
 mod job;
+mod view;
 
 // Every candle op allocates its output: an allocator that returns freed
 // memory to the OS makes the kernel zero fresh pages on every step (~25% of a
@@ -105,6 +106,30 @@ enum Command {
         /// |dL| above this is a transition (H->L or L->H).
         #[arg(long, default_value_t = 0.2)]
         threshold: f64,
+    },
+    /// A self-contained HTML page showing documents token by token, coloured by score.
+    View {
+        /// Scored set.
+        #[arg(long)]
+        set: PathBuf,
+        /// The same windows scored by another model (for excess loss).
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// What the colour shows.
+        #[arg(long, value_enum, default_value = "loss")]
+        color: view::ColorBy,
+        /// Ratio for kept/dropped.
+        #[arg(long, default_value_t = 0.6)]
+        ratio: f64,
+        /// Document ids to show (default: the first --limit documents).
+        #[arg(long, num_args = 1..)]
+        docs: Vec<u64>,
+        /// Documents shown when --docs is not given.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print a score set's manifest summary.
     Info {
@@ -233,6 +258,23 @@ fn run(cli: Cli) -> Result<()> {
             job::run(&common.settings(tokenizer, Some(model))?)
         }
         Command::Verify { dir } => job::verify(&dir),
+        Command::View {
+            set,
+            against,
+            color,
+            ratio,
+            docs,
+            limit,
+            out,
+        } => view::run(&view::ViewArgs {
+            set: &set,
+            against: against.as_deref(),
+            color,
+            ratio,
+            docs: &docs,
+            limit,
+            out: &out,
+        }),
         Command::Dynamics {
             sets,
             out,
