@@ -707,3 +707,29 @@ fn killed_in_a_step_or_a_checkpoint_write_resumes_exactly() {
         }
     }
 }
+
+#[test]
+fn report_groups_runs_and_plots_their_metrics() {
+    let f = fixture_sets();
+    let runs = f.dir.join("report-runs");
+    let _ = std::fs::remove_dir_all(&runs);
+    for seed in ["0", "1"] {
+        let out = runs.join(format!("slm-seed{seed}"));
+        run_ok(TRAINER, &[
+            "train", "--data", s(&f.noisy_scored), "--eval-data", s(&f.heldout), "--out", s(&out), "--objective", "slm",
+            "--model-size", "debug", "--batch-size", "4", "--max-steps", "6", "--eval-every", "3", "--seed", seed,
+        ]);
+    }
+    let out = runs.join("report");
+    let res = run_ok(TRAINER, &["report", "--out", s(&out), "--run", s(&runs.join("slm-seed0")), s(&runs.join("slm-seed1"))]);
+    let table = String::from_utf8_lossy(&res.stdout);
+    let finals: Vec<f64> = ["0", "1"].iter().map(|sd| *eval_losses(&runs.join(format!("slm-seed{sd}"))).last().unwrap()).collect();
+    let mean = (finals[0] + finals[1]) / 2.0;
+    assert!(table.contains("| slm | 2 | 6 |") && table.contains(&format!("{mean:.4}")), "{table}");
+    for i in 1..=3 {
+        let svg = std::fs::read_to_string(out.join(format!("report-{i}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "report-{i}.svg");
+    }
+    let sel = std::fs::read_to_string(out.join("report-3.svg")).unwrap();
+    assert!(sel.contains("mean excess of dropped tokens"));
+}
