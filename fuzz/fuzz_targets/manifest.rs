@@ -1,0 +1,15 @@
+//! Any bytes as manifest.json: parsed or refused, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = std::env::temp_dir().join(format!("rho1-fuzz-manifest-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    if std::fs::write(dir.join("manifest.json"), data).is_err() {
+        return;
+    }
+    if let Ok(m) = shared::manifest::Manifest::load(&dir) {
+        let _ = m.shard_paths(&dir);
+    }
+    let _ = shared::scoreset::ScoreSet::open(&dir);
+});
