@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod args;
+mod bench;
 mod data;
 mod demo;
 mod eval;
@@ -55,6 +56,8 @@ enum Command {
     Selection(selection::SelectionArgs),
     /// Table (mean and spread over seeds) and SVG plots of runs' metrics.
     Report(report::ReportArgs),
+    /// Step times of CLM and SLM interleaved, SLM/CLM ratio, data-read share, GFLOP/s.
+    Bench(bench::BenchArgs),
     /// Held-out loss and perplexity of checkpoints on a score set.
     Eval {
         /// Hugging Face checkpoint directories.
@@ -141,6 +144,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Selection(a) => selection::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::Bench(a) => bench::run(&a),
         Command::Eval {
             model,
             data,

@@ -1,0 +1,101 @@
+//! `trainer bench`: our side of the speed figures, measured in one process
+//! with CLM and SLM steps interleaved so that drift hits both: step times,
+//! the SLM/CLM ratio, the time spent reading reference losses as a share of
+//! a step, and achieved GFLOP/s against this machine's measured f32 GEMM rate.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use clap::Args;
+use shared::checkpoint::init_varmap;
+use shared::config::LlamaConfig;
+use shared::model::{Llama, Mode};
+use shared::rng::Rng;
+
+use crate::args::Objective;
+use crate::data::TrainData;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::select::{Method, Params};
+use crate::step::{train_step, StepInput};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// A scored set with windows of the length to measure.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model size (tiny: hidden 128; small: 256; medium: 512) or a config.json.
+    #[arg(long, default_value = "tiny")]
+    pub model_size: String,
+    /// Windows per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Measured steps of each kind (after 2 warm-up steps each).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn gemm_gflops(dev: &Device) -> Result<f64> {
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let mut t = Vec::new();
+    for _ in 0..5 {
+        let s = Instant::now();
+        let c = a.matmul(&b)?;
+        let _ = c.sum_all()?.to_scalar::<f32>()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / median(&mut t) / 1e9)
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let dev = Device::Cpu;
+    let mut data = TrainData::open(std::slice::from_ref(&a.data), 1)?;
+    let vocab = data.sets()[0].manifest().job.tokenizer.vocab_size;
+    let cfg = if a.model_size.ends_with(".json") { LlamaConfig::load(a.model_size.as_ref())? } else { LlamaConfig::preset(&a.model_size, vocab)? };
+    let vm = init_varmap(&cfg, 0, 0.02, &dev)?;
+    let model = Llama::load(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg, Mode::Train)?;
+    let mut opt = AdamW::new(&vm, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 })?;
+    let sel = Params { method: Method::TopkBatch, ratio: 0.6, threshold: 0.0, temperature: 1.0 };
+    let t = data.seq_len();
+    let tokens = (a.batch_size * t) as f64;
+    let (mut clm, mut slm, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cursor = 0u64;
+    for i in 0..(a.steps + 2) * 2 {
+        let r0 = Instant::now();
+        let batch = data.batch(cursor, a.batch_size)?;
+        let r = r0.elapsed().as_secs_f64();
+        cursor += a.batch_size as u64;
+        let objective = if i % 2 == 0 { Objective::Clm } else { Objective::Slm };
+        let input = StepInput { objective, select: &sel, lr: 1e-4, grad_clip: 1.0 };
+        let s0 = Instant::now();
+        train_step(&model, &mut opt, std::slice::from_ref(&batch), &input, &mut Rng::new(i as u64), &dev)?;
+        let s = s0.elapsed().as_secs_f64();
+        if i >= 4 {
+            read.push(r);
+            if objective == Objective::Clm { clm.push(s) } else { slm.push(s) }
+        }
+    }
+    let (c_lo, c_hi) = (clm.iter().cloned().fold(f64::MAX, f64::min), clm.iter().cloned().fold(0.0, f64::max));
+    let (s_lo, s_hi) = (slm.iter().cloned().fold(f64::MAX, f64::min), slm.iter().cloned().fold(0.0, f64::max));
+    let (c, s, r) = (median(&mut clm), median(&mut slm), median(&mut read));
+    // Training FLOPs: 6 per parameter per token for the matmuls (forward and
+    // backward) plus attention scores and mixing (12 * layers * T * hidden per token).
+    let flops = tokens * (6.0 * cfg.num_params() as f64 + 12.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
+    let gemm = gemm_gflops(&dev)?;
+    println!("model {} ({:.2}M params), batch {} x {t}, {} measured steps of each, {} threads", a.model_size, cfg.num_params() as f64 / 1e6, a.batch_size, a.steps, candle_core::utils::get_num_threads());
+    println!("CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s", c * 1e3, c_lo * 1e3, c_hi * 1e3, tokens / c);
+    println!("SLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s", s * 1e3, s_lo * 1e3, s_hi * 1e3, tokens / s);
+    println!("SLM / CLM     {:8.3}", s / c);
+    println!("reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step", r * 1e3, 100.0 * r / s);
+    println!("achieved {:.1} GFLOP/s = {:.0}% of measured f32 GEMM ({gemm:.1} GFLOP/s, 1024^3)", flops / c / 1e9, 100.0 * flops / c / 1e9 / gemm);
+    Ok(())
+}
