@@ -893,3 +893,80 @@ fn view_page_renders_in_a_real_browser_without_console_errors() {
         );
     }
 }
+
+#[test]
+fn parquet_and_text_corpora_are_read() {
+    let dir = scratch("formats");
+    let tok = tokenizer(&dir);
+    // A Parquet file with a string column: documents.parquet of a packed set.
+    let src = dir.join("src");
+    run_ok(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--out",
+            s(&src),
+            "--seq-len",
+            "16",
+        ],
+    );
+    let pq = dir.join("docs.parquet");
+    std::fs::copy(src.join("documents.parquet"), &pq).unwrap();
+    let out = dir.join("from-parquet");
+    run_ok(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&pq),
+            "--text-field",
+            "source_file",
+            "--out",
+            s(&out),
+            "--seq-len",
+            "16",
+        ],
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["num_documents"], 22, "one document per Parquet row");
+    // Plain text: one document per file, found by a directory walk.
+    let txt = dir.join("texts");
+    std::fs::create_dir_all(txt.join("sub")).unwrap();
+    std::fs::write(
+        txt.join("a.txt"),
+        "The Bessel function of the first kind.\n\nSecond paragraph.",
+    )
+    .unwrap();
+    std::fs::write(
+        txt.join("sub/b.txt"),
+        "Gamma function, $\\Gamma(n) = (n-1)!$.",
+    )
+    .unwrap();
+    std::fs::write(txt.join("empty.txt"), "").unwrap();
+    let out = dir.join("from-text");
+    run_ok(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&txt),
+            "--out",
+            s(&out),
+            "--seq-len",
+            "8",
+        ],
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["num_documents"], 2);
+    assert_eq!(m["skipped_empty_documents"], 1);
+}

@@ -715,21 +715,108 @@ fn report_groups_runs_and_plots_their_metrics() {
     let _ = std::fs::remove_dir_all(&runs);
     for seed in ["0", "1"] {
         let out = runs.join(format!("slm-seed{seed}"));
-        run_ok(TRAINER, &[
-            "train", "--data", s(&f.noisy_scored), "--eval-data", s(&f.heldout), "--out", s(&out), "--objective", "slm",
-            "--model-size", "debug", "--batch-size", "4", "--max-steps", "6", "--eval-every", "3", "--seed", seed,
-        ]);
+        run_ok(
+            TRAINER,
+            &[
+                "train",
+                "--data",
+                s(&f.noisy_scored),
+                "--eval-data",
+                s(&f.heldout),
+                "--out",
+                s(&out),
+                "--objective",
+                "slm",
+                "--model-size",
+                "debug",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "6",
+                "--eval-every",
+                "3",
+                "--seed",
+                seed,
+            ],
+        );
     }
     let out = runs.join("report");
-    let res = run_ok(TRAINER, &["report", "--out", s(&out), "--run", s(&runs.join("slm-seed0")), s(&runs.join("slm-seed1"))]);
+    let res = run_ok(
+        TRAINER,
+        &[
+            "report",
+            "--out",
+            s(&out),
+            "--run",
+            s(&runs.join("slm-seed0")),
+            s(&runs.join("slm-seed1")),
+        ],
+    );
     let table = String::from_utf8_lossy(&res.stdout);
-    let finals: Vec<f64> = ["0", "1"].iter().map(|sd| *eval_losses(&runs.join(format!("slm-seed{sd}"))).last().unwrap()).collect();
+    let finals: Vec<f64> = ["0", "1"]
+        .iter()
+        .map(|sd| {
+            *eval_losses(&runs.join(format!("slm-seed{sd}")))
+                .last()
+                .unwrap()
+        })
+        .collect();
     let mean = (finals[0] + finals[1]) / 2.0;
-    assert!(table.contains("| slm | 2 | 6 |") && table.contains(&format!("{mean:.4}")), "{table}");
+    assert!(
+        table.contains("| slm | 2 | 6 |") && table.contains(&format!("{mean:.4}")),
+        "{table}"
+    );
     for i in 1..=3 {
         let svg = std::fs::read_to_string(out.join(format!("report-{i}.svg"))).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "report-{i}.svg");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "report-{i}.svg"
+        );
     }
     let sel = std::fs::read_to_string(out.join("report-3.svg")).unwrap();
     assert!(sel.contains("mean excess of dropped tokens"));
+}
+
+/// Gradient accumulation selects over the global batch: 2 micro-batches of 4
+/// give the first step's losses of one batch of 8 (same windows).
+#[test]
+fn grad_accumulation_selects_over_the_global_batch() {
+    let f = fixture_sets();
+    let first_step = |extra: &[&str], name: &str| -> serde_json::Value {
+        let out = f.dir.join(name);
+        let _ = std::fs::remove_dir_all(&out);
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&f.noisy_scored),
+            "--out",
+            s(&out),
+            "--objective",
+            "slm",
+            "--model-size",
+            "debug",
+            "--max-steps",
+            "1",
+            "--eval-every",
+            "0",
+        ];
+        args.extend(extra);
+        run_ok(TRAINER, &args);
+        metrics(&out)
+            .into_iter()
+            .find(|m| m.get("loss_selected").is_some())
+            .unwrap()
+    };
+    let one = first_step(&["--batch-size", "8"], "accum-1x8");
+    let two = first_step(&["--batch-size", "4", "--grad-accum", "2"], "accum-2x4");
+    for key in [
+        "loss_selected",
+        "loss_all",
+        "selected_frac",
+        "excess_kept",
+        "grad_norm",
+    ] {
+        let (a, b) = (one[key].as_f64().unwrap(), two[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-4, "{key}: {a} vs {b}");
+    }
 }

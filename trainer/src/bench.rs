@@ -60,11 +60,32 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let dev = Device::Cpu;
     let mut data = TrainData::open(std::slice::from_ref(&a.data), 1)?;
     let vocab = data.sets()[0].manifest().job.tokenizer.vocab_size;
-    let cfg = if a.model_size.ends_with(".json") { LlamaConfig::load(a.model_size.as_ref())? } else { LlamaConfig::preset(&a.model_size, vocab)? };
+    let cfg = if a.model_size.ends_with(".json") {
+        LlamaConfig::load(a.model_size.as_ref())?
+    } else {
+        LlamaConfig::preset(&a.model_size, vocab)?
+    };
     let vm = init_varmap(&cfg, 0, 0.02, &dev)?;
-    let model = Llama::load(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg, Mode::Train)?;
-    let mut opt = AdamW::new(&vm, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 })?;
-    let sel = Params { method: Method::TopkBatch, ratio: 0.6, threshold: 0.0, temperature: 1.0 };
+    let model = Llama::load(
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+        &cfg,
+        Mode::Train,
+    )?;
+    let mut opt = AdamW::new(
+        &vm,
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        },
+    )?;
+    let sel = Params {
+        method: Method::TopkBatch,
+        ratio: 0.6,
+        threshold: 0.0,
+        temperature: 1.0,
+    };
     let t = data.seq_len();
     let tokens = (a.batch_size * t) as f64;
     let (mut clm, mut slm, mut read) = (Vec::new(), Vec::new(), Vec::new());
@@ -74,28 +95,83 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let batch = data.batch(cursor, a.batch_size)?;
         let r = r0.elapsed().as_secs_f64();
         cursor += a.batch_size as u64;
-        let objective = if i % 2 == 0 { Objective::Clm } else { Objective::Slm };
-        let input = StepInput { objective, select: &sel, lr: 1e-4, grad_clip: 1.0 };
+        let objective = if i % 2 == 0 {
+            Objective::Clm
+        } else {
+            Objective::Slm
+        };
+        let input = StepInput {
+            objective,
+            select: &sel,
+            lr: 1e-4,
+            grad_clip: 1.0,
+        };
         let s0 = Instant::now();
-        train_step(&model, &mut opt, std::slice::from_ref(&batch), &input, &mut Rng::new(i as u64), &dev)?;
+        train_step(
+            &model,
+            &mut opt,
+            std::slice::from_ref(&batch),
+            &input,
+            &mut Rng::new(i as u64),
+            &dev,
+        )?;
         let s = s0.elapsed().as_secs_f64();
         if i >= 4 {
             read.push(r);
-            if objective == Objective::Clm { clm.push(s) } else { slm.push(s) }
+            if objective == Objective::Clm {
+                clm.push(s)
+            } else {
+                slm.push(s)
+            }
         }
     }
-    let (c_lo, c_hi) = (clm.iter().cloned().fold(f64::MAX, f64::min), clm.iter().cloned().fold(0.0, f64::max));
-    let (s_lo, s_hi) = (slm.iter().cloned().fold(f64::MAX, f64::min), slm.iter().cloned().fold(0.0, f64::max));
+    let (c_lo, c_hi) = (
+        clm.iter().cloned().fold(f64::MAX, f64::min),
+        clm.iter().cloned().fold(0.0, f64::max),
+    );
+    let (s_lo, s_hi) = (
+        slm.iter().cloned().fold(f64::MAX, f64::min),
+        slm.iter().cloned().fold(0.0, f64::max),
+    );
     let (c, s, r) = (median(&mut clm), median(&mut slm), median(&mut read));
     // Training FLOPs: 6 per parameter per token for the matmuls (forward and
     // backward) plus attention scores and mixing (12 * layers * T * hidden per token).
-    let flops = tokens * (6.0 * cfg.num_params() as f64 + 12.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
+    let flops = tokens
+        * (6.0 * cfg.num_params() as f64
+            + 12.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
     let gemm = gemm_gflops(&dev)?;
-    println!("model {} ({:.2}M params), batch {} x {t}, {} measured steps of each, {} threads", a.model_size, cfg.num_params() as f64 / 1e6, a.batch_size, a.steps, candle_core::utils::get_num_threads());
-    println!("CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s", c * 1e3, c_lo * 1e3, c_hi * 1e3, tokens / c);
-    println!("SLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s", s * 1e3, s_lo * 1e3, s_hi * 1e3, tokens / s);
+    println!(
+        "model {} ({:.2}M params), batch {} x {t}, {} measured steps of each, {} threads",
+        a.model_size,
+        cfg.num_params() as f64 / 1e6,
+        a.batch_size,
+        a.steps,
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
+        c * 1e3,
+        c_lo * 1e3,
+        c_hi * 1e3,
+        tokens / c
+    );
+    println!(
+        "SLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
+        s * 1e3,
+        s_lo * 1e3,
+        s_hi * 1e3,
+        tokens / s
+    );
     println!("SLM / CLM     {:8.3}", s / c);
-    println!("reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step", r * 1e3, 100.0 * r / s);
-    println!("achieved {:.1} GFLOP/s = {:.0}% of measured f32 GEMM ({gemm:.1} GFLOP/s, 1024^3)", flops / c / 1e9, 100.0 * flops / c / 1e9 / gemm);
+    println!(
+        "reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step",
+        r * 1e3,
+        100.0 * r / s
+    );
+    println!(
+        "achieved {:.1} GFLOP/s = {:.0}% of measured f32 GEMM ({gemm:.1} GFLOP/s, 1024^3)",
+        flops / c / 1e9,
+        100.0 * flops / c / 1e9 / gemm
+    );
     Ok(())
 }
