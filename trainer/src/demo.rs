@@ -329,7 +329,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         )),
         None => md.push_str("SLM does not reach CLM's final held-out loss within the run.\n"),
     }
-    md.push_str("\n![held-out loss](heldout_loss.svg)\n\nOne run, one seed: see README (Fidelity) for the spread over seeds before reading a difference as a result.\n");
+    md.push_str("\n![held-out loss](heldout_loss.svg)\n\nOne run, one seed: see FIDELITY.md (scripts/fidelity.sh) for the spread over seeds before reading a difference as a result.\n");
     let series = |f: fn(&(f64, f64, f64)) -> (f64, f64)| {
         vec![
             Series {
