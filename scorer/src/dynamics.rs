@@ -61,23 +61,7 @@ pub fn run(sets: &[PathBuf], out: &Path, threshold: f64) -> Result<()> {
         if !o.scored() {
             bail!("{}: a pack-only set has no losses", o.dir().display());
         }
-        let (a, b) = (&first.manifest().job, &o.manifest().job);
-        let same = a.seq_len == b.seq_len
-            && a.tokenizer.fingerprint == b.tokenizer.fingerprint
-            && a.shard_windows == b.shard_windows
-            && a.row_group_windows == b.row_group_windows
-            && a.inputs
-                .iter()
-                .map(|i| &i.sha256)
-                .eq(b.inputs.iter().map(|i| &i.sha256))
-            && first.num_windows() == o.num_windows();
-        if !same {
-            bail!(
-                "{} and {} do not hold the same windows",
-                first.dir().display(),
-                o.dir().display()
-            );
-        }
+        first.check_same_windows(o)?;
     }
     let m = opened.len();
     let last = opened.last().map(|s| s.manifest()).context("no sets")?;

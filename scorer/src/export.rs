@@ -21,29 +21,6 @@ use shared::shards::Windows;
 
 pub const EXPORT_FILE: &str = "export.json";
 
-/// The two sets hold the same windows (same corpus, tokenizer, layout).
-fn check_same_windows(a: &ScoreSet, b: &ScoreSet) -> Result<()> {
-    let (ja, jb) = (&a.manifest().job, &b.manifest().job);
-    let same = ja.seq_len == jb.seq_len
-        && ja.tokenizer.fingerprint == jb.tokenizer.fingerprint
-        && ja.shard_windows == jb.shard_windows
-        && ja.row_group_windows == jb.row_group_windows
-        && ja
-            .inputs
-            .iter()
-            .map(|i| &i.sha256)
-            .eq(jb.inputs.iter().map(|i| &i.sha256))
-        && a.num_windows() == b.num_windows();
-    if !same {
-        bail!(
-            "{} and {} do not hold the same windows (corpus, tokenizer, seq_len and shard layout must match)",
-            a.dir().display(),
-            b.dir().display()
-        );
-    }
-    Ok(())
-}
-
 /// Visits every row group of `set` (and the same one of `against`).
 fn for_each_group(
     set: &ScoreSet,
@@ -90,7 +67,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
     }
     let other = against.map(ScoreSet::open).transpose()?;
     if let Some(o) = &other {
-        check_same_windows(&set, o)?;
+        set.check_same_windows(o)?;
     }
     // Pass 1: the k-th smallest rank value; ties at it are kept in row order.
     let mut values = Vec::new();

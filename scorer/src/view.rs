@@ -67,6 +67,9 @@ pub fn run(a: &ViewArgs) -> Result<()> {
         );
     }
     let other = a.against.map(ScoreSet::open).transpose()?;
+    if let Some(o) = &other {
+        set.check_same_windows(o)?;
+    }
     if a.color == ColorBy::Excess && other.is_none() {
         bail!("--color excess needs --against SET (the same windows scored by another model)");
     }

@@ -95,6 +95,31 @@ impl ScoreSet {
         })
     }
 
+    /// Refuses `other` unless it holds the same windows: corpus content,
+    /// tokenizer, seq_len, shard layout and window count (e.g. the same
+    /// corpus scored by another model).
+    pub fn check_same_windows(&self, other: &ScoreSet) -> Result<()> {
+        let (a, b) = (&self.manifest.job, &other.manifest.job);
+        let same = a.seq_len == b.seq_len
+            && a.tokenizer.fingerprint == b.tokenizer.fingerprint
+            && a.shard_windows == b.shard_windows
+            && a.row_group_windows == b.row_group_windows
+            && a.inputs
+                .iter()
+                .map(|i| &i.sha256)
+                .eq(b.inputs.iter().map(|i| &i.sha256))
+            && self.num_windows() == other.num_windows();
+        if same {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{} and {} do not hold the same windows (corpus, tokenizer, seq_len and shard layout must match)",
+                self.dir.display(),
+                other.dir.display()
+            )))
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
