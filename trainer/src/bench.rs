@@ -134,10 +134,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         slm.iter().cloned().fold(0.0, f64::max),
     );
     let (c, s, r) = (median(&mut clm), median(&mut slm), median(&mut read));
-    // Training FLOPs: 6 per parameter per token for the matmuls (forward and
-    // backward) plus attention scores and mixing (12 * layers * T * hidden per token).
+    // Training FLOPs: 6 per matmul parameter per token (forward and backward;
+    // an untied input embedding is a lookup, not a matmul) plus attention
+    // scores and mixing (12 * layers * T * hidden per token).
+    let lookup = if cfg.tie_word_embeddings {
+        0
+    } else {
+        cfg.vocab_size * cfg.hidden_size
+    };
+    let matmul_params = (cfg.num_params() - lookup) as f64;
     let flops = tokens
-        * (6.0 * cfg.num_params() as f64
+        * (6.0 * matmul_params
             + 12.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
     let gemm = gemm_gflops(&dev)?;
     println!(
