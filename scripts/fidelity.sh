@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the README's "Fidelity" figures on the embedded corpus, at the
 # demo's (calibration) configuration: CLM, SLM k=0.6 and the random-60%
-# ablation with seeds 0, 1, 2; a selection-ratio sweep (seed 0; k=1.0 is CLM);
+# ablation, and a selection-ratio sweep (k=1.0 is CLM), all with seeds 0, 1, 2;
 # and the noise-recovery measurement. Every stage that exists is reused.
-# Usage: scripts/fidelity.sh [WORK_DIR]   (~45 min on 2 cores after `trainer demo`)
+# Usage: scripts/fidelity.sh [WORK_DIR]   (~75 min on 2 cores after `trainer demo`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs/demo}
@@ -15,12 +15,14 @@ for seed in 0 1 2; do
   $T demo --work "$W" --seed "$seed" >/dev/null
   $T demo --work "$W" --seed "$seed" --select random >/dev/null
 done
-for k in 0.3 0.45 0.8; do
-  $T demo --work "$W" --select-ratio "$k" >/dev/null
+for seed in 0 1 2; do
+  for k in 0.3 0.45 0.8; do
+    $T demo --work "$W" --seed "$seed" --select-ratio "$k" >/dev/null
+  done
 done
 R="$W/runs"
 $T report --out "$W/fidelity" --run "$R"/clm-seed{0,1,2} "$R"/slm-topkbatch-k0.6-seed{0,1,2} \
-  "$R"/slm-random-k0.6-seed{0,1,2} "$R"/slm-topkbatch-k{0.3,0.45,0.8}-seed0
+  "$R"/slm-random-k0.6-seed{0,1,2} "$R"/slm-topkbatch-k{0.3,0.45,0.8}-seed{0,1,2}
 
 # Noise recovery: labelled noise records injected into a copy of the noisy
 # corpus, scored with the same reference model; what k=0.6 drops, by label.
