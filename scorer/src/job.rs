@@ -15,7 +15,6 @@ use candle_core::{Device, Tensor};
 
 use shared::checkpoint::Checkpoint;
 use shared::corpus::{expand_inputs, Corpus};
-use shared::loss::{inputs_and_targets, per_token_loss};
 use shared::manifest::{
     load_job, shard_file_name, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry,
     TokenizerInfo, DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
@@ -338,6 +337,7 @@ pub fn run(s: &Settings) -> Result<()> {
             &tokenizer,
             s.seq_len,
         );
+        let pass = Instant::now();
         let mut buf: Vec<Window> = Vec::new();
         let mut next = pending.iter().copied().peekable();
         for w in pipeline {
@@ -366,6 +366,12 @@ pub fn run(s: &Settings) -> Result<()> {
             bail!("the corpus changed while it was read (fewer windows on the second pass)");
         }
         progress.finish();
+        let secs = pass.elapsed().as_secs_f64();
+        eprintln!(
+            "{label} pass: {} tokens in {secs:.3}s ({:.0} tok/s, tokenizing and writing included)",
+            pending_windows * s.seq_len as u64,
+            (pending_windows * s.seq_len as u64) as f64 / secs
+        );
     }
 
     // Side tables: every part writes identical bytes, so races are harmless.
@@ -460,9 +466,7 @@ pub fn score_batch(
         .collect();
     shared::fault::point("forward");
     let ids = Tensor::from_vec(flat, (windows.len(), seq_len), device)?; // (B, T)
-    let (inputs, targets) = inputs_and_targets(&ids)?; // (B, T-1) each
-    let logits = model.forward(&inputs)?; // (B, T-1, V)
-    let losses = per_token_loss(&logits, &targets)?.to_vec2::<f32>()?; // (B, T-1)
+    let losses = model.token_losses(&ids)?.to_vec2::<f32>()?; // (B, T-1)
     for (w, row) in windows.iter().zip(&losses) {
         if let Some(p) = row.iter().position(|x| !x.is_finite()) {
             bail!(

@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod device;
 pub mod error;
 pub mod fault;
+pub mod fused;
 pub mod hash;
 pub mod loss;
 pub mod manifest;

@@ -2,7 +2,9 @@
 //! scorer writes as `ref_loss` and the trainer recomputes live. Excess loss
 //! only means something because both sides use this function.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -142,6 +144,213 @@ impl CustomOp3 for FusedCrossEntropyGrad {
     }
 }
 
+/// hidden (N, C) f32, weight (V, C) f32, targets (N,) u32 -> loss (N,): the
+/// LM head and [`per_token_loss`] in one CPU kernel, equal to
+/// `per_token_loss(hidden @ weight^T, targets)`.
+///
+/// Why: the (N, V) logits are the largest tensor of a step (67 MB for 2048
+/// tokens and V = 8192). As graph nodes they cost a fresh buffer for the
+/// logits, for their gradient, for candle's zero-initialised gradient
+/// accumulator and for the sum. Here they are one buffer, written by the
+/// forward GEMM and turned into their own gradient in place. The backward
+/// also drops the rows whose loss weight is 0 (tokens SLM did not select)
+/// before its two GEMMs, so an SLM step is cheaper than a CLM step there.
+/// Without a gradient to keep (scoring), rows go through in chunks of ~4 MB
+/// of logits instead.
+pub fn linear_cross_entropy(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let op = LinearCrossEntropy {
+        keep: hidden.track_op() || weight.track_op(),
+        saved: Mutex::new(None),
+    };
+    Ok(hidden
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &targets.contiguous()?, op)?)
+}
+
+struct LinearCrossEntropy {
+    /// Keep the logits and log-sum-exps for the backward.
+    keep: bool,
+    saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// dst (m, n) = a (m, k) @ b (k, n) [+ dst], each given as (slice, row
+/// stride, column stride); both threads of the machine.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+) {
+    assert!(dst.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs));
+    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the strides reach in bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(c) => contiguous::<f32>(c, l, what),
+        _ => candle_core::bail!("fused LM head: {what} must be on the CPU"),
+    }
+}
+
+impl CustomOp3 for LinearCrossEntropy {
+    fn name(&self) -> &'static str {
+        "linear-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c) = l1.shape().dims2()?;
+        let (v, c2) = l2.shape().dims2()?;
+        if c != c2 || l3.shape().elem_count() != n {
+            candle_core::bail!(
+                "fused LM head: hidden {:?}, weight {:?}, targets {:?} do not match",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let h = contiguous::<f32>(s1, l1, "hidden")?;
+        let w = contiguous::<f32>(s2, l2, "weight")?;
+        let tg = contiguous::<u32>(s3, l3, "targets")?;
+        let chunk = if self.keep {
+            n.max(1)
+        } else {
+            ((1 << 20) / v).clamp(1, n.max(1))
+        };
+        let mut logits = vec![0f32; chunk.min(n) * v];
+        let (mut loss, mut lse) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for start in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - start);
+            let buf = &mut logits[..rows * v];
+            gemm((rows, v, c), buf, false, (&h[start * c..], c, 1), (w, 1, c));
+            let part = buf
+                .par_chunks(v)
+                .zip(tg[start..start + rows].par_iter())
+                .map(|(row, &t)| {
+                    let l = row_lse(row).1;
+                    Ok((l - row[check_target(t, v)?], l))
+                })
+                .collect::<candle_core::Result<Vec<(f32, f32)>>>()?;
+            loss.extend(part.iter().map(|p| p.0));
+            lse.extend(part.iter().map(|p| p.1));
+        }
+        if self.keep {
+            *self
+                .saved
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some((logits, lse));
+        }
+        Ok((CpuStorage::F32(loss), Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        hidden: &Tensor,
+        weight: &Tensor,
+        targets: &Tensor,
+        _loss: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some((mut d, lse)) = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?
+            .take()
+        else {
+            candle_core::bail!(
+                "fused LM head: backward without saved logits (run twice, or on a detached input)"
+            )
+        };
+        let (n, c) = hidden.dims2()?;
+        let v = weight.dim(0)?;
+        let g = grad.to_vec1::<f32>()?;
+        let tg = targets.to_vec1::<u32>()?;
+        // Rows that carry gradient, compacted to the front of the logits buffer.
+        let kept: Vec<usize> = (0..n).filter(|&i| g[i] != 0.0).collect();
+        for (k, &i) in kept.iter().enumerate() {
+            if k != i {
+                d.copy_within(i * v..(i + 1) * v, k * v);
+            }
+        }
+        let m = kept.len();
+        // d loss_i / d logit_ij = g_i (softmax_ij - [j == t_i]), in place.
+        d[..m * v]
+            .par_chunks_mut(v)
+            .zip(kept.par_iter())
+            .try_for_each(|(row, &i)| {
+                let (gi, l) = (g[i], lse[i]);
+                row.iter_mut().for_each(|x| *x = gi * (*x - l).exp());
+                row[check_target(tg[i], v)?] -= gi;
+                Ok::<(), candle_core::Error>(())
+            })?;
+        let (hs, hl) = hidden.storage_and_layout();
+        let (ws, wl) = weight.storage_and_layout();
+        let h = cpu_f32(&hs, hl, "hidden")?;
+        let w = cpu_f32(&ws, wl, "weight")?;
+        let hk: Vec<f32> = kept
+            .iter()
+            .flat_map(|&i| &h[i * c..(i + 1) * c])
+            .copied()
+            .collect();
+        // dW (V, C) = D^T (V, m) @ Hk (m, C); dHk (m, C) = D (m, V) @ W (V, C).
+        let mut dw = vec![0f32; v * c];
+        let mut dhk = vec![0f32; m * c];
+        if m > 0 {
+            gemm((v, c, m), &mut dw, false, (&d, 1, v), (&hk, c, 1));
+            gemm((m, c, v), &mut dhk, false, (&d, v, 1), (w, c, 1));
+        }
+        let mut dh = vec![0f32; n * c];
+        for (k, &i) in kept.iter().enumerate() {
+            dh[i * c..(i + 1) * c].copy_from_slice(&dhk[k * c..(k + 1) * c]);
+        }
+        let dev = hidden.device();
+        Ok((
+            Some(Tensor::from_vec(dh, (n, c), dev)?),
+            Some(Tensor::from_vec(dw, (v, c), dev)?),
+            None,
+        ))
+    }
+}
+
 /// Splits windows (B, T) into model inputs (B, T-1) and next-token targets
 /// (B, T-1): loss[:, j] is the loss of token j+1, i.e. `ref_loss` at pos j+1.
 pub fn inputs_and_targets(windows: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -209,6 +418,90 @@ mod tests {
         let ((l1, g1), (l2, g2)) = (run(true), run(false));
         for (a, b) in l1.iter().zip(&l2).chain(g1.iter().zip(&g2)) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    fn randn(n: usize, seed: u64, scale: f64) -> Vec<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        (0..n).map(|_| (rng.normal() * scale) as f32).collect()
+    }
+
+    #[test]
+    fn fused_lm_head_matches_matmul_plus_loss_with_dropped_rows() {
+        let dev = Device::Cpu;
+        let (n, c, v) = (13, 6, 37);
+        let tg: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
+        let targets = Tensor::from_vec(tg, n, &dev).unwrap();
+        // weights with zeros: those rows must give exactly zero gradient.
+        let wt: Vec<f32> = (0..n)
+            .map(|i| if i % 3 == 1 { 0.0 } else { 0.1 * i as f32 })
+            .collect();
+        let wt = Tensor::from_vec(wt, n, &dev).unwrap();
+        let run = |fused: bool| {
+            let h = candle_core::Var::from_vec(randn(n * c, 1, 1.0), (n, c), &dev).unwrap();
+            let w = candle_core::Var::from_vec(randn(v * c, 2, 0.5), (v, c), &dev).unwrap();
+            let loss = if fused {
+                linear_cross_entropy(h.as_tensor(), w.as_tensor(), &targets).unwrap()
+            } else {
+                let logits = h.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+                composed_per_token_loss(
+                    &logits.unsqueeze(0).unwrap(),
+                    &targets.unsqueeze(0).unwrap(),
+                )
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+            };
+            let grads = (&loss * &wt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (
+                flat(&loss),
+                flat(grads.get(h.as_tensor()).unwrap()),
+                flat(grads.get(w.as_tensor()).unwrap()),
+            )
+        };
+        let (a, b) = (run(true), run(false));
+        for (x, y) in
+            a.0.iter()
+                .zip(&b.0)
+                .chain(a.1.iter().zip(&b.1))
+                .chain(a.2.iter().zip(&b.2))
+        {
+            assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+        assert!(
+            a.1[c..2 * c].iter().all(|&g| g == 0.0),
+            "a dropped row got gradient"
+        );
+        assert!(a.2.iter().any(|&g| g != 0.0));
+    }
+
+    #[test]
+    fn fused_lm_head_without_gradient_goes_in_chunks_and_agrees() {
+        let dev = Device::Cpu;
+        let (n, c, v) = (600, 8, 4096); // 256 rows per chunk: three chunks
+        let h = Tensor::from_vec(randn(n * c, 3, 1.0), (n, c), &dev).unwrap();
+        let w = Tensor::from_vec(randn(v * c, 4, 0.5), (v, c), &dev).unwrap();
+        let tg: Vec<u32> = (0..n).map(|i| (i * 31 % v) as u32).collect();
+        let targets = Tensor::from_vec(tg, n, &dev).unwrap();
+        let fused = linear_cross_entropy(&h, &w, &targets)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let logits = h.matmul(&w.t().unwrap()).unwrap().unsqueeze(0).unwrap();
+        let want = per_token_loss(&logits, &targets.unsqueeze(0).unwrap())
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (x, y) in fused.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
         }
     }
 }

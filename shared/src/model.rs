@@ -14,6 +14,7 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
 use crate::config::LlamaConfig;
 use crate::error::Result;
+use crate::loss::{inputs_and_targets, linear_cross_entropy, per_token_loss};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -63,6 +64,9 @@ impl Norm {
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         Ok(match mode {
+            Mode::Train if x.device().is_cpu() => {
+                crate::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
+            }
             Mode::Train => self.inner.forward_diff(x)?,
             Mode::Infer => self.inner.forward(x)?,
         })
@@ -101,15 +105,24 @@ impl Rotary {
         })
     }
 
-    /// x: (B, heads, T, D)
-    fn apply(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let t = x.dim(2)?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
-        Ok(match mode {
-            Mode::Train => candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?,
-            Mode::Infer => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?,
-        })
+    /// The tables for the first t positions: (t, D/2) each.
+    fn tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?))
+    }
+
+    /// x: (B, T, heads, D) -> scale * rope(x) as (B, heads, T, D).
+    fn to_heads(&self, x: &Tensor, scale: f64, mode: Mode) -> Result<Tensor> {
+        let (cos, sin) = self.tables(x.dim(1)?)?;
+        if x.device().is_cpu() {
+            // One fused pass (transpose + rotate + scale), with its own backward.
+            return crate::fused::rope_to_heads(x, &cos, &sin, scale as f32);
+        }
+        let x = x.transpose(1, 2)?.contiguous()?;
+        let y = match mode {
+            Mode::Train => candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?,
+            Mode::Infer => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+        };
+        Ok(if scale == 1.0 { y } else { (y * scale)? })
     }
 }
 
@@ -141,20 +154,30 @@ impl Attention {
     fn forward(&self, x: &Tensor, rot: &Rotary, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, k, d) = (self.heads, self.kv_heads, self.head_dim);
-        let split = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?) // (B, n, T, D)
-        };
         // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
-        let q = (split(self.q_proj.forward(x)?, h)? * (1.0 / (d as f64).sqrt()))?;
-        let q = rot.apply(&q, mode)?; // (B, H, T, D)
-        let key = rot.apply(&split(self.k_proj.forward(x)?, k)?, mode)?; // (B, K, T, D)
-        let val = split(self.v_proj.forward(x)?, k)?; // (B, K, T, D)
+        let q = rot.to_heads(
+            &self.q_proj.forward(x)?.reshape((b, t, h, d))?,
+            1.0 / (d as f64).sqrt(),
+            mode,
+        )?; // (B, H, T, D)
+        let key = rot.to_heads(&self.k_proj.forward(x)?.reshape((b, t, k, d))?, 1.0, mode)?; // (B, K, T, D)
+        let val = self
+            .v_proj
+            .forward(x)?
+            .reshape((b, t, k, d))?
+            .transpose(1, 2)?
+            .contiguous()?; // (B, K, T, D)
         let key = candle_transformers::utils::repeat_kv(key, h / k)?.contiguous()?; // (B, H, T, D)
         let val = candle_transformers::utils::repeat_kv(val, h / k)?.contiguous()?; // (B, H, T, D)
-        let scores = q.matmul(&key.t()?)?.broadcast_add(mask)?; // (B, H, T, T)
-        let probs = match mode {
-            Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
-            Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+        let scores = q.matmul(&key.t()?)?; // (B, H, T, T)
+        let probs = if scores.device().is_cpu() {
+            crate::fused::causal_softmax(&scores)? // mask + softmax in one pass, with backward
+        } else {
+            let scores = scores.broadcast_add(mask)?;
+            match mode {
+                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+                Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+            }
         };
         let y = probs.matmul(&val)?; // (B, H, T, D)
         let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H*D)
@@ -259,6 +282,28 @@ impl Llama {
 
     /// ids: (B, T) u32 -> logits (B, T, V) for every position.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(&self.hidden(ids)?)?) // (B, T, V)
+    }
+
+    /// windows (B, T) u32 -> per-token loss (B, T-1) of tokens 1..T, each
+    /// predicted from the tokens before it: what the scorer writes as
+    /// `ref_loss` and what the trainer selects on. On the CPU the LM head and
+    /// the loss are one fused kernel that never builds (B, T-1, V) logits as
+    /// graph nodes.
+    pub fn token_losses(&self, windows: &Tensor) -> Result<Tensor> {
+        let (inputs, targets) = inputs_and_targets(windows)?; // (B, T-1) each
+        let (b, t) = inputs.dims2()?;
+        let h = self.hidden(&inputs)?; // (B, T-1, C)
+        let w = self.lm_head.weight();
+        if h.device().is_cpu() && h.dtype() == DType::F32 {
+            let flat = h.reshape((b * t, self.cfg.hidden_size))?;
+            return Ok(linear_cross_entropy(&flat, w, &targets.flatten_all()?)?.reshape((b, t))?);
+        }
+        per_token_loss(&self.lm_head.forward(&h)?, &targets)
+    }
+
+    /// ids (B, T) -> final hidden states (B, T, C), after the last norm.
+    fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
         let longer;
         let rot = if t > self.rotary.cos.dim(0)? {
@@ -272,8 +317,7 @@ impl Llama {
         for block in &self.layers {
             x = block.forward(&x, rot, &mask, self.mode)?;
         }
-        let x = self.norm.forward(&x, self.mode)?;
-        Ok(self.lm_head.forward(&x)?) // (B, T, V)
+        self.norm.forward(&x, self.mode)
     }
 }
 
@@ -283,4 +327,44 @@ fn causal_mask(t: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
         .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Ok(Tensor::from_vec(m, (t, t), dev)?.to_dtype(dtype)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::init_varmap;
+
+    /// candle's fused ops can silently cut the graph; ours must not: after one
+    /// backward every trainable tensor has a finite, non-zero gradient.
+    #[test]
+    fn every_weight_gets_a_gradient_in_train_mode() {
+        let dev = Device::Cpu;
+        let cfg = LlamaConfig::preset("debug", 50).unwrap();
+        let vm = init_varmap(&cfg, 3, 0.02, &dev).unwrap();
+        let model = Llama::load(
+            VarBuilder::from_varmap(&vm, DType::F32, &dev),
+            &cfg,
+            Mode::Train,
+        )
+        .unwrap();
+        let ids: Vec<u32> = (0..2 * 9).map(|i| (i * 7 % 50) as u32).collect();
+        let ids = Tensor::from_vec(ids, (2, 9), &dev).unwrap();
+        let loss = model.token_losses(&ids).unwrap().mean_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let data = vm.data().lock().unwrap();
+        assert_eq!(data.len(), expected_tensors(&cfg).len());
+        for (name, var) in data.iter() {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name} has no gradient"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm.is_finite() && norm > 0.0, "{name}: |grad|^2 = {norm}");
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// Measured steps of each kind (after 2 warm-up steps each).
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Print the figures as one JSON object (for bench/run.py) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -147,6 +150,22 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         * (6.0 * matmul_params
             + 12.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
     let gemm = gemm_gflops(&dev)?;
+    if a.json {
+        let kind =
+            |m: f64, lo: f64, hi: f64| serde_json::json!({"median_s": m, "min_s": lo, "max_s": hi});
+        let out = serde_json::json!({
+            "tokens_per_step": tokens,
+            "params": cfg.num_params(),
+            "train_flops_per_step": flops,
+            "clm": kind(c, c_lo, c_hi),
+            "slm": kind(s, s_lo, s_hi),
+            "read_s": r,
+            "gemm_gflops": gemm,
+            "threads": candle_core::utils::get_num_threads(),
+        });
+        println!("{out}");
+        return Ok(());
+    }
     println!(
         "model {} ({:.2}M params), batch {} x {t}, {} measured steps of each, {} threads",
         a.model_size,

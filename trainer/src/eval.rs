@@ -4,7 +4,6 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use shared::loss::{inputs_and_targets, per_token_loss};
 use shared::model::Llama;
 use shared::scoreset::ScoreSet;
 
@@ -36,8 +35,7 @@ pub fn evaluate(
         }
         let rows = pending.len() / t;
         let ids = Tensor::from_slice(pending, (rows, t), device)?; // (B, T)
-        let (inp, tgt) = inputs_and_targets(&ids)?;
-        let ce = per_token_loss(&model.forward(&inp)?, &tgt)?; // (B, T-1)
+        let ce = model.token_losses(&ids)?; // (B, T-1)
         sum += ce
             .sum_all()?
             .to_dtype(candle_core::DType::F64)?

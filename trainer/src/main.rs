@@ -162,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    shared::device::tune_cpu_threads();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,7 +11,6 @@ use candle_core::{DType, Tensor};
 use clap::Args;
 use shared::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
 use shared::config::LlamaConfig;
-use shared::loss::{inputs_and_targets, per_token_loss};
 use shared::rng::Rng;
 
 use crate::data::TrainData;
@@ -87,10 +86,7 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         let b = data.batch((step * a.batch_size) as u64, a.batch_size)?;
         let t = b.seq_len;
         let ids = Tensor::from_slice(&b.tokens, (b.rows, t), &dev)?;
-        let (inp, tgt) = inputs_and_targets(&ids)?;
-        let ce = per_token_loss(&model.forward(&inp)?, &tgt)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let ce = model.token_losses(&ids)?.flatten_all()?.to_vec1::<f32>()?;
         let rl = b.ref_loss.as_ref().context("the set has no ref_loss")?;
         let (mut refs, mut docs) = (Vec::new(), Vec::new());
         for r in 0..b.rows {

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use shared::loss::{inputs_and_targets, per_token_loss};
+
 use shared::model::Llama;
 use shared::rng::Rng;
 
@@ -50,8 +50,7 @@ pub fn train_step(
     let (mut ces, mut ce_host, mut ref_host) = (Vec::new(), Vec::new(), Vec::new());
     for b in batches {
         let ids = Tensor::from_slice(&b.tokens, (b.rows, b.seq_len), dev)?; // (B, T)
-        let (inputs, targets) = inputs_and_targets(&ids)?; // (B, T-1) each
-        let ce = per_token_loss(&model.forward(&inputs)?, &targets)?; // (B, T-1)
+        let ce = model.token_losses(&ids)?; // (B, T-1)
         ce_host.extend(ce.detach().flatten_all()?.to_vec1::<f32>()?);
         if let Some(r) = &b.ref_loss {
             r.chunks(b.seq_len)
@@ -121,6 +120,7 @@ mod tests {
     use super::*;
     use crate::select::Method;
     use candle_core::{DType, Var};
+    use shared::loss::per_token_loss;
 
     /// The masked mean gives zero gradient to every dropped token's logits and
     /// equals the mean CE of the kept tokens.

@@ -1,0 +1,422 @@
+//! Fused CPU kernels with their own backward passes, for training.
+//!
+//! candle's composed ops each allocate a fresh tensor forward and several
+//! backward (a masked softmax is ~5 ops, RMSNorm ~6, rotary ~8 on
+//! (B, H, T, D)); on this CPU those allocations and passes cost more than the
+//! arithmetic. Each kernel here is one pass forward and one backward, checked
+//! against the composed ops (values and gradients) in the tests below. Use
+//! them on the CPU only: other devices take the composed path.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous f32"),
+    }
+}
+
+// ---------------------------------------------------------------- softmax
+
+/// Causal softmax over the last dim of (.., T, T) scores: row i attends to
+/// columns 0..=i; the rest are exactly 0. Replaces mask add + softmax.
+pub fn causal_softmax(scores: &Tensor) -> Result<Tensor> {
+    Ok(scores.contiguous()?.apply_op1(CausalSoftmax)?)
+}
+
+struct CausalSoftmax;
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, self.name())?;
+        let t = *l.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(t * t)
+            .zip(x.par_chunks(t * t))
+            .for_each(|(o, x)| {
+                for i in 0..t {
+                    let (row, o) = (&x[i * t..i * t + i + 1], &mut o[i * t..i * t + i + 1]);
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0f32;
+                    for (oj, xj) in o.iter_mut().zip(row) {
+                        *oj = (xj - max).exp();
+                        sum += *oj;
+                    }
+                    let inv = 1.0 / sum;
+                    o.iter_mut().for_each(|v| *v *= inv);
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, p: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            p.apply_op2_no_bwd(&g.contiguous()?, &CausalSoftmaxGrad)?,
+        ))
+    }
+}
+
+/// dx_ij = p_ij (g_ij - sum_k g_ik p_ik), over the causal part of each row.
+struct CausalSoftmaxGrad;
+
+impl CustomOp2 for CausalSoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "causal-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (p, g) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        let t = *l1.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; p.len()];
+        out.par_chunks_mut(t * t)
+            .zip(p.par_chunks(t * t).zip(g.par_chunks(t * t)))
+            .for_each(|(o, (p, g))| {
+                for i in 0..t {
+                    let r = i * t..i * t + i + 1;
+                    let (p, g, o) = (&p[r.clone()], &g[r.clone()], &mut o[r]);
+                    let dot: f32 = p.iter().zip(g).map(|(a, b)| a * b).sum();
+                    for ((oj, pj), gj) in o.iter_mut().zip(p).zip(g) {
+                        *oj = pj * (gj - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+/// x (.., C) * rsqrt(mean(x^2) + eps) * weight (C), with gradients for both.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    Ok(x.contiguous()?
+        .apply_op2(&weight.contiguous()?, RmsNorm { eps })?)
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
+    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    1.0 / (ms + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        let c = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(c)
+            .zip(x.par_chunks(c))
+            .for_each(|(o, x)| {
+                let r = inv_rms(x, self.eps);
+                for ((oj, xj), wj) in o.iter_mut().zip(x).zip(w) {
+                    *oj = xj * r * wj;
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = x.elem_count();
+        let packed = x.apply_op3_no_bwd(w, &g.contiguous()?, &RmsNormGrad { eps: self.eps })?;
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, n, w.elem_count())?.reshape(w.shape())?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// With r = rsqrt(mean(x^2) + eps), xh = x r:
+/// dx = r (g w - xh mean(g w xh)), dw = sum over rows of g xh.
+/// Output: dx flattened, then dw (one tensor; the caller splits it).
+struct RmsNormGrad {
+    eps: f32,
+}
+
+impl CustomOp3 for RmsNormGrad {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w, g) = (
+            slice(s1, l1, self.name())?,
+            slice(s2, l2, self.name())?,
+            slice(s3, l3, self.name())?,
+        );
+        let c = w.len();
+        const ROWS: usize = 64; // rows per task; each task sums its own dw
+        let mut dx = vec![0f32; x.len()];
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(c * ROWS)
+            .zip(x.par_chunks(c * ROWS).zip(g.par_chunks(c * ROWS)))
+            .map(|(dx, (x, g))| {
+                let mut dw = vec![0f32; c];
+                for ((dx, x), g) in dx.chunks_mut(c).zip(x.chunks(c)).zip(g.chunks(c)) {
+                    let r = inv_rms(x, self.eps);
+                    let mut dot = 0f32;
+                    for j in 0..c {
+                        let xh = x[j] * r;
+                        dw[j] += g[j] * xh;
+                        dot += g[j] * w[j] * xh;
+                    }
+                    let mean = dot / c as f32;
+                    for j in 0..c {
+                        dx[j] = r * (g[j] * w[j] - x[j] * r * mean);
+                    }
+                }
+                dw
+            })
+            .collect();
+        let mut out = dx;
+        out.resize(x.len() + c, 0.0);
+        let dw = &mut out[x.len()..];
+        for p in &partials {
+            dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        let n = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+}
+
+// ---------------------------------------------------------------- rotary
+
+/// Rotary embedding in the Hugging Face convention (halves, not interleaved),
+/// fused with the head split and a scale: x (B, T, N, D) contiguous (a
+/// projection's output, reshaped) -> scale * rope(x) as (B, N, T, D).
+/// cos, sin: (T, D/2).
+pub fn rope_to_heads(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f32) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op3(
+        &cos.contiguous()?,
+        &sin.contiguous()?,
+        Rope {
+            scale,
+            inverse: false,
+        },
+    )?)
+}
+
+/// Forward: (B, T, N, D) -> (B, N, T, D) rotating by +angle. Inverse (the
+/// backward): (B, N, T, D) -> (B, T, N, D) rotating by -angle.
+struct Rope {
+    scale: f32,
+    inverse: bool,
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "rope-to-heads"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, self.name())?;
+        let (cos, sin) = (slice(s2, l2, self.name())?, slice(s3, l3, self.name())?);
+        // Input dims: forward (B, T, N, D); inverse (B, N, T, D).
+        let (b, d1, d2, d) = l1.shape().dims4()?;
+        let (t, n) = if self.inverse { (d2, d1) } else { (d1, d2) };
+        let h = d / 2;
+        if cos.len() < t * h || sin.len() < t * h {
+            candle_core::bail!("{}: rotary tables shorter than {t} positions", self.name());
+        }
+        let sign = if self.inverse { -1.0 } else { 1.0 };
+        let mut out = vec![0f32; x.len()];
+        // One task per output (b, head) plane of T x D, contiguous in the output
+        // for the forward; for the inverse the output is (B, T, N, D), so a
+        // task owns a (b, t) plane of N x D instead.
+        if !self.inverse {
+            out.par_chunks_mut(t * d).enumerate().for_each(|(bn, o)| {
+                let (bi, ni) = (bn / n, bn % n);
+                for ti in 0..t {
+                    let src = &x[((bi * t + ti) * n + ni) * d..][..d];
+                    let (c, s) = (&cos[ti * h..][..h], &sin[ti * h..][..h]);
+                    let o = &mut o[ti * d..][..d];
+                    for j in 0..h {
+                        let (x1, x2) = (src[j], src[j + h]);
+                        o[j] = self.scale * (x1 * c[j] - x2 * s[j]);
+                        o[j + h] = self.scale * (x2 * c[j] + x1 * s[j]);
+                    }
+                }
+            });
+        } else {
+            out.par_chunks_mut(n * d).enumerate().for_each(|(bt, o)| {
+                let (bi, ti) = (bt / t, bt % t);
+                let (c, s) = (&cos[ti * h..][..h], &sin[ti * h..][..h]);
+                for ni in 0..n {
+                    let src = &x[((bi * n + ni) * t + ti) * d..][..d];
+                    let o = &mut o[ni * d..][..d];
+                    for j in 0..h {
+                        let (x1, x2) = (src[j], src[j + h]);
+                        let sj = sign * s[j];
+                        o[j] = self.scale * (x1 * c[j] - x2 * sj);
+                        o[j + h] = self.scale * (x2 * c[j] + x1 * sj);
+                    }
+                }
+            });
+        }
+        let shape = if self.inverse {
+            Shape::from((b, t, n, d))
+        } else {
+            Shape::from((b, n, t, d))
+        };
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = g.contiguous()?.apply_op3_no_bwd(
+            cos,
+            sin,
+            &Rope {
+                scale: self.scale,
+                inverse: true,
+            },
+        )?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// (value, gradient of sum(out * w) wrt each input) for f over vars.
+    fn value_and_grads(
+        shapes: &[&[usize]],
+        f: impl Fn(&[Tensor]) -> Tensor,
+    ) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let dev = Device::Cpu;
+        let vars: Vec<Var> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Var::from_vec(randn(s, 10 + i as u64), *s, &dev).unwrap())
+            .collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = f(&ts);
+        let w = Tensor::from_vec(randn(out.dims(), 99), out.dims(), &dev).unwrap();
+        let grads = (&out * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = ts.iter().filter_map(|t| grads.get(t).map(flat)).collect();
+        (flat(&out), g)
+    }
+
+    fn assert_close(a: &(Vec<f32>, Vec<Vec<f32>>), b: &(Vec<f32>, Vec<Vec<f32>>), tol: f32) {
+        let pairs = a.0.iter().zip(&b.0).chain(
+            a.1.iter()
+                .zip(&b.1)
+                .flat_map(|(x, y)| x.iter().zip(y.iter())),
+        );
+        let mut n = 0;
+        for (x, y) in pairs {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
+            n += 1;
+        }
+        assert!(n > a.0.len(), "no gradients compared");
+    }
+
+    #[test]
+    fn causal_softmax_matches_mask_plus_softmax() {
+        let t = 7;
+        let shape: &[usize] = &[2, 3, t, t];
+        let fused = value_and_grads(&[shape], |x| causal_softmax(&x[0]).unwrap());
+        let composed = value_and_grads(&[shape], |x| {
+            let mask: Vec<f32> = (0..t * t)
+                .map(|k| {
+                    if k % t > k / t {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+            candle_nn::ops::softmax(&x[0].broadcast_add(&mask).unwrap(), D::Minus1).unwrap()
+        });
+        assert_close(&fused, &composed, 1e-5);
+    }
+
+    #[test]
+    fn rms_norm_matches_the_composed_norm_for_input_and_weight() {
+        let (x, w): (&[usize], &[usize]) = (&[3, 130, 16], &[16]);
+        let fused = value_and_grads(&[x, w], |v| rms_norm(&v[0], &v[1], 1e-5).unwrap());
+        let composed = value_and_grads(&[x, w], |v| {
+            candle_nn::ops::rms_norm_slow(&v[0], &v[1], 1e-5).unwrap()
+        });
+        assert_close(&fused, &composed, 1e-4);
+    }
+
+    #[test]
+    fn rope_to_heads_matches_transpose_plus_rope_slow() {
+        let (b, t, n, d) = (2, 5, 3, 8);
+        let shapes: [&[usize]; 3] = [&[b, t, n, d], &[t, d / 2], &[t, d / 2]];
+        let fused = value_and_grads(&shapes, |v| {
+            let (c, s) = (v[1].detach(), v[2].detach());
+            rope_to_heads(&v[0], &c, &s, 0.5).unwrap()
+        });
+        let composed = value_and_grads(&shapes, |v| {
+            let (c, s) = (v[1].detach(), v[2].detach());
+            let x = v[0].transpose(1, 2).unwrap().contiguous().unwrap();
+            (candle_nn::rotary_emb::rope_slow(&x, &c, &s).unwrap() * 0.5).unwrap()
+        });
+        // cos/sin are detached on both sides: the value and dx are compared.
+        assert_eq!((fused.1.len(), composed.1.len()), (1, 1));
+        assert_close(&fused, &composed, 1e-5);
+    }
+}
