@@ -357,8 +357,11 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 fn open_parquet(path: &Path, file: File, text_field: &str) -> Result<Source> {
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::corpus(path, "footer", format!("not a readable Parquet file: {e}")))?;
+    crate::shards::check_chunk_ranges(builder.metadata(), file_len)
+        .map_err(|e| Error::corpus(path, "footer", format!("corrupt Parquet footer: {e}")))?;
     let schema = builder.schema().clone();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let text_idx = schema.index_of(text_field).map_err(|_| {

@@ -266,6 +266,33 @@ fn map_file(path: &Path) -> Result<bytes::Bytes> {
     Ok(bytes::Bytes::from_owner(map))
 }
 
+/// Every column chunk of every row group lies inside the file. The parquet
+/// crate trusts these footer offsets and panics on negative ones (found by
+/// `fuzz/` shard_reader), so readers check them before decoding anything.
+pub(crate) fn check_chunk_ranges(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+) -> std::result::Result<(), String> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for (c, col) in rg.columns().iter().enumerate() {
+            let start = col
+                .dictionary_page_offset()
+                .unwrap_or(col.data_page_offset());
+            let (data, len) = (col.data_page_offset(), col.compressed_size());
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(s, l)| s.checked_add(l));
+            if data < 0 || !matches!(end, Some(e) if e <= file_len) {
+                return Err(format!(
+                    "row group {g} column {c}: chunk at offset {start} of {len} bytes is outside the file ({file_len} bytes)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ShardReader {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = map_file(path)?;
@@ -275,6 +302,8 @@ impl ShardReader {
                 format!("not a readable Parquet shard (truncated or corrupt?): {e}"),
             )
         })?;
+        check_chunk_ranges(meta.metadata(), bytes.len() as u64)
+            .map_err(|e| Error::shard(path, format!("corrupt footer: {e}")))?;
         let expected = token_schema();
         if meta.schema().fields() != expected.fields() {
             return Err(Error::shard(
@@ -437,4 +466,39 @@ fn field_list(schema: &Schema) -> Vec<String> {
         .iter()
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzz findings (inputs under tests/fixtures/fuzz): each is refused with
+    /// an error naming the file; none may panic.
+    #[test]
+    fn fuzz_findings_are_errors_not_panics() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fuzz");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().contains("shard_reader-") {
+                continue;
+            }
+            seen += 1;
+            // Like the fuzz target: every row group is read, errors or not.
+            let outcome = std::panic::catch_unwind(|| match ShardReader::open(&path) {
+                Err(e) => vec![e],
+                Ok(r) => (0..r.num_row_groups())
+                    .filter_map(|g| r.read_row_group(g).err())
+                    .collect(),
+            });
+            let Ok(errors) = outcome else {
+                panic!("{} made the reader panic", path.display())
+            };
+            assert!(!errors.is_empty(), "{} was accepted", path.display());
+            for e in errors {
+                assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+            }
+        }
+        assert!(seen > 0, "no fuzz findings under {}", dir.display());
+    }
 }

@@ -107,8 +107,13 @@ pub fn read_documents(path: &Path) -> Result<Vec<(u64, String, Option<String>)>>
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::shard(path, format!("not a readable documents table: {e}")))?;
+    crate::shards::check_chunk_ranges(builder.metadata(), file_len)
+        .map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?;
+    let reader = builder
+        .build()
         .map_err(|e| Error::shard(path, format!("not a readable documents table: {e}")))?;
     let mut out = Vec::new();
     for batch in reader {
