@@ -285,7 +285,9 @@ impl Corpus {
                         original_id,
                     }));
                 }
-                let Some(batch) = reader.next() else {
+                let next = crate::guard::catch_decoder_panic(|| reader.next())
+                    .map_err(|e| Error::corpus(&path, format!("row {}", self.record), e))?;
+                let Some(batch) = next else {
                     return Ok(None);
                 };
                 let batch = batch.map_err(|e| {

@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod fault;
 pub mod fused;
+pub mod guard;
 pub mod hash;
 pub mod loss;
 pub mod manifest;

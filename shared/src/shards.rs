@@ -413,7 +413,12 @@ impl ShardReader {
             ref_loss: self.info.scored.then(Vec::new),
         };
         let mut row = first_row;
-        for batch in reader {
+        let mut reader = reader;
+        loop {
+            let next = crate::guard::catch_decoder_panic(|| reader.next()).map_err(|e| {
+                Error::shard(&self.path, format!("row group {g}: corrupt data: {e}"))
+            })?;
+            let Some(batch) = next else { break };
             let batch = batch.map_err(|e| {
                 Error::shard(&self.path, format!("row group {g}: corrupt data: {e}"))
             })?;

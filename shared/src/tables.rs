@@ -116,7 +116,10 @@ pub fn read_documents(path: &Path) -> Result<Vec<(u64, String, Option<String>)>>
         .build()
         .map_err(|e| Error::shard(path, format!("not a readable documents table: {e}")))?;
     let mut out = Vec::new();
-    for batch in reader {
+    let mut reader = reader;
+    while let Some(batch) = crate::guard::catch_decoder_panic(|| reader.next())
+        .map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?
+    {
         let batch =
             batch.map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?;
         let (Some(ids), Some(src), Some(orig)) = (

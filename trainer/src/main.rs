@@ -163,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
 fn main() -> ExitCode {
     keep_freed_memory();
     shared::device::tune_cpu_threads();
+    shared::guard::install_panic_hook();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
