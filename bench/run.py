@@ -2,7 +2,7 @@
 """Side-by-side benchmark: this project (candle, Rust) against PyTorch eager
 (transformers LlamaForCausalLM) on the same CPU, configs, data and threads.
 
-    python3 bench/run.py                 # both configs, ~15 min on 2 cores
+    python3 bench/run.py                 # both configs, ~8 min on 2 cores
     python3 bench/run.py --configs d256  # the tiny one only
 
 It builds the release binaries, creates `.venv-bench` from PyPI (torch,
