@@ -12,11 +12,20 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+/// The contiguous data of a CPU tensor's storage, or an error naming `what`.
+pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous f32"),
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("{what}: input must be contiguous"),
     }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    contiguous::<f32>(s, l, op)
 }
 
 // ---------------------------------------------------------------- softmax

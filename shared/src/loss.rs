@@ -36,16 +36,7 @@ pub fn composed_per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tens
     Ok((lse - picked)?.squeeze(D::Minus1)?)
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("fused cross-entropy: {what} must be contiguous"),
-    }
-}
+use crate::fused::contiguous;
 
 /// (max, log-sum-exp) of one row of logits.
 fn row_lse(row: &[f32]) -> (f32, f32) {
