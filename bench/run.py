@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench"))
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-repeats", type=int, default=3)
     a = ap.parse_args()
 
     os.makedirs(a.work, exist_ok=True)
@@ -222,22 +223,29 @@ def measure_memory(a, env, corpus):
     os.makedirs(x8)
     for k in range(8):
         shutil.copy(corpus, os.path.join(x8, f"copy{k}.jsonl"))
+    # Peak RSS moves by +-10 MB between identical runs (2 MB transparent huge
+    # pages, allocator segments): alternate the sizes and keep every repeat.
     out = {}
-    for label, src in (("1x", corpus), ("8x", x8)):
-        log(f"memory: scorer score on {label}")
-        sset = os.path.join(mdir, f"set-{label}")
-        _, err, rss = run_rss([SCORER, "score", "--model", ckpt, "--corpus", src, "--out", sset,
-                               "--batch-size", "8", "--threads", str(a.threads),
-                               "--shard-tokens", str(16 * 256)], env)
-        windows = json.load(open(os.path.join(sset, "manifest.json")))["num_windows"]
-        out[f"scorer_{label}"] = (rss, windows)
-    for label in ("1x", "8x"):
-        log(f"memory: trainer train on {label}")
-        _, _, rss = run_rss([TRAINER, "train", "--data", os.path.join(mdir, f"set-{label}"),
-                             "--out", os.path.join(mdir, f"train-{label}"), "--objective", "slm",
-                             "--init", ckpt, "--batch-size", "8", "--max-steps", "6",
-                             "--eval-every", "0", "--checkpoint-every", "0"], env)
-        out[f"trainer_{label}"] = rss
+    for rep in range(a.memory_repeats):
+        for label, src in (("1x", corpus), ("8x", x8)):
+            log(f"memory {rep + 1}/{a.memory_repeats}: scorer score on {label}")
+            sset = os.path.join(mdir, f"set-{label}")
+            shutil.rmtree(sset, ignore_errors=True)
+            _, err, rss = run_rss([SCORER, "score", "--model", ckpt, "--corpus", src, "--out", sset,
+                                   "--batch-size", "8", "--threads", str(a.threads),
+                                   "--shard-tokens", str(16 * 256)], env)
+            windows = json.load(open(os.path.join(sset, "manifest.json")))["num_windows"]
+            out.setdefault(f"scorer_{label}", []).append(rss)
+            out[f"windows_{label}"] = windows
+        for label in ("1x", "8x"):
+            log(f"memory {rep + 1}/{a.memory_repeats}: trainer train on {label}")
+            tdir = os.path.join(mdir, f"train-{label}")
+            shutil.rmtree(tdir, ignore_errors=True)
+            _, _, rss = run_rss([TRAINER, "train", "--data", os.path.join(mdir, f"set-{label}"),
+                                 "--out", tdir, "--objective", "slm",
+                                 "--init", ckpt, "--batch-size", "8", "--max-steps", "6",
+                                 "--eval-every", "0", "--checkpoint-every", "0"], env)
+            out.setdefault(f"trainer_{label}", []).append(rss)
     return out
 
 
@@ -278,13 +286,13 @@ def report(a, versions, results, memory):
                   f"{max(r['diff']):.2e}")
     if memory:
         print("\n## peak resident memory (MB), first config")
-        s1, w1 = memory["scorer_1x"]
-        s8, w8 = memory["scorer_8x"]
-        t1, t8 = memory["trainer_1x"], memory["trainer_8x"]
-        print(f"| | 1x ({w1} windows) | 8x ({w8} windows) | 8x / 1x |\n|---|---|---|---|")
-        print(f"| scorer score | {s1:.0f} | {s8:.0f} | {s8 / s1:.3f} |")
-        print(f"| trainer train (6 SLM steps) | {t1:.0f} | {t8:.0f} | {t8 / t1:.3f} |")
-
+        w1, w8 = memory["windows_1x"], memory["windows_8x"]
+        print(f"median (min..max) of {a.memory_repeats} alternating runs each")
+        print(f"| | 1x ({w1} windows) | 8x ({w8} windows) | 8x / 1x (medians) |\n|---|---|---|---|")
+        for label, key in (("scorer score", "scorer"), ("trainer train (6 SLM steps)", "trainer")):
+            v1, v8 = memory[f"{key}_1x"], memory[f"{key}_8x"]
+            ratio = statistics.median(v8) / statistics.median(v1)
+            print(f"| {label} | {fmt(v1)} | {fmt(v8)} | {ratio:.3f} |")
 
 if __name__ == "__main__":
     main()

@@ -91,7 +91,11 @@ pub struct Pipeline<'a> {
     pub skipped_untokenized: u64,
 }
 
+/// A chunk of documents tokenized together ends at this many documents or
+/// this many bytes of text, whichever comes first: what the pipeline holds
+/// (text, ids, windows: ~4x the text) stays the same for any corpus size.
 const CHUNK_DOCS: usize = 256;
+const CHUNK_BYTES: usize = 512 * 1024;
 
 impl<'a> Pipeline<'a> {
     pub fn new(corpus: Corpus, tokenizer: &'a Tokenizer, seq_len: usize) -> Self {
@@ -119,9 +123,14 @@ impl<'a> Pipeline<'a> {
 
     fn fill(&mut self) -> Result<()> {
         let mut chunk: Vec<Document> = Vec::with_capacity(CHUNK_DOCS);
-        while chunk.len() < CHUNK_DOCS {
+        let mut bytes = 0;
+        while chunk.len() < CHUNK_DOCS && bytes < CHUNK_BYTES {
             match self.corpus.next() {
-                Some(doc) => chunk.push(doc?),
+                Some(doc) => {
+                    let doc = doc?;
+                    bytes += doc.text.len();
+                    chunk.push(doc);
+                }
                 None => {
                     self.done = true;
                     break;
