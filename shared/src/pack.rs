@@ -193,4 +193,52 @@ mod tests {
         assert_eq!(out[1].seq_id, 1);
         assert_eq!(p.pending(), 1);
     }
+
+    /// A corpus past both chunk limits (more documents than CHUNK_DOCS, more
+    /// text than CHUNK_BYTES) packs exactly as its documents do one by one.
+    #[test]
+    fn chunked_pipeline_matches_packing_each_document() {
+        use crate::corpus::Corpus;
+        use crate::tokenizer::{train_bpe, Tokenizer};
+        use std::io::Write;
+
+        let dir = std::env::temp_dir().join(format!("rho1-pack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut texts: Vec<String> = (0..300)
+            .map(|i| format!("document {i}: the sum of {i} and {} is {}.", i * 7, i * 8))
+            .collect();
+        for k in 0..4 {
+            texts.push(format!("long {k} ").repeat(60_000)); // 420 KB each
+        }
+        assert!(texts.len() > CHUNK_DOCS);
+        assert!(texts.iter().map(String::len).sum::<usize>() > 2 * CHUNK_BYTES);
+        let tok_path = dir.join("tokenizer.json");
+        train_bpe(texts[..50].iter().cloned(), 300, &tok_path).unwrap();
+        let tok = Tokenizer::load(&tok_path, None).unwrap();
+        let corpus_path = dir.join("corpus.jsonl");
+        let mut f = std::fs::File::create(&corpus_path).unwrap();
+        for t in &texts {
+            writeln!(f, "{}", serde_json::json!({ "text": t })).unwrap();
+        }
+        drop(f);
+
+        let got: Vec<Window> = Pipeline::new(Corpus::new(vec![corpus_path], "text"), &tok, 64)
+            .collect::<Result<_>>()
+            .unwrap();
+        let mut want = Vec::new();
+        let mut packer = Packer::new(64, tok.eos_id());
+        for (i, t) in texts.iter().enumerate() {
+            let ids = tok.encode_batch(&[t.as_str()]).unwrap().remove(0);
+            packer.push(i as u64, &ids, &mut want);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(want.len() > 1000);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (g.seq_id, &g.tokens, &g.doc_ids),
+                (w.seq_id, &w.tokens, &w.doc_ids)
+            );
+        }
+    }
 }
