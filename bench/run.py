@@ -294,5 +294,6 @@ def report(a, versions, results, memory):
             ratio = statistics.median(v8) / statistics.median(v1)
             print(f"| {label} | {fmt(v1)} | {fmt(v8)} | {ratio:.3f} |")
 
+
 if __name__ == "__main__":
     main()
