@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storag
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::fused::contiguous;
 
 /// logits (B, T, V), targets (B, T) u32 -> loss (B, T) f32, natural log.
 ///
@@ -35,8 +36,6 @@ pub fn composed_per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tens
     let picked = shifted.gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?; // (B, T, 1)
     Ok((lse - picked)?.squeeze(D::Minus1)?)
 }
-
-use crate::fused::contiguous;
 
 /// (max, log-sum-exp) of one row of logits.
 fn row_lse(row: &[f32]) -> (f32, f32) {
