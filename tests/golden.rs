@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use shared::checkpoint::Checkpoint;
-use shared::loss::{inputs_and_targets, per_token_loss};
+use shared::model::checkpoint::Checkpoint;
+use shared::model::loss::{inputs_and_targets, per_token_loss};
 use shared::model::{Llama, Mode};
 
 fn fixture(name: &str) -> PathBuf {

@@ -419,7 +419,7 @@ fn edit_manifest(set: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 fn rehash_shard0(set: &Path) {
     let shard = set.join("part-00000.parquet");
     let bytes = std::fs::metadata(&shard).unwrap().len();
-    let sha = shared::hash::hash_file(&shard).unwrap();
+    let sha = shared::util::hash::hash_file(&shard).unwrap();
     edit_manifest(set, |m| {
         m["shards"][0]["bytes"] = bytes.into();
         m["shards"][0]["sha256"] = sha.into();
@@ -490,14 +490,14 @@ fn set_cases(dir: &Path, tok: &Path) -> Vec<Case> {
             "NaN ref_loss in a shard",
             broken_copy(dir, tok, "set-nan", |d| {
                 let shard = d.join("part-00000.parquet");
-                let r = shared::shards::ShardReader::open(&shard).unwrap();
+                let r = shared::scores::shards::ShardReader::open(&shard).unwrap();
                 let info = r.info().clone();
                 let (mut windows, mut losses) = (Vec::new(), Vec::new());
                 for g in 0..r.num_row_groups() {
                     let w = r.read_row_group(g).unwrap();
                     let t = w.seq_len;
                     for (i, seq) in w.seq_ids.iter().enumerate() {
-                        windows.push(shared::pack::Window {
+                        windows.push(shared::text::pack::Window {
                             seq_id: *seq,
                             tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
                             doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
@@ -507,7 +507,7 @@ fn set_cases(dir: &Path, tok: &Path) -> Vec<Case> {
                 }
                 drop(r);
                 losses[2][4] = f32::NAN; // window 2, pos 5 -> row 2 * 32 + 5 = 69
-                shared::shards::write_shard(
+                shared::scores::shards::write_shard(
                     &shard,
                     &info.job,
                     0,

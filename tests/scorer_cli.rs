@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use shared::checkpoint::Checkpoint;
-use shared::loss::{inputs_and_targets, per_token_loss};
-use shared::scoreset::ScoreSet;
-use shared::shards::ShardReader;
+use shared::model::checkpoint::Checkpoint;
+use shared::model::loss::{inputs_and_targets, per_token_loss};
+use shared::scores::scoreset::ScoreSet;
+use shared::scores::shards::ShardReader;
 
 const SCORER: &str = env!("CARGO_BIN_EXE_scorer");
 
@@ -367,7 +367,7 @@ fn verify_names_a_replaced_shard() {
 }
 
 /// SIGKILL at five points of a scoring job (fault injection, see
-/// shared::fault), then a plain rerun: always the uninterrupted set's bytes,
+/// shared::util::fault), then a plain rerun: always the uninterrupted set's bytes,
 /// and never a partial file under a final name.
 #[test]
 fn killed_at_five_points_reruns_to_the_same_set() {

@@ -404,7 +404,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         }
     }
     let shard = nan_set.join("part-00000.parquet");
-    let reader = shared::shards::ShardReader::open(&shard).unwrap();
+    let reader = shared::scores::shards::ShardReader::open(&shard).unwrap();
     let info = reader.info().clone();
     let mut windows = Vec::new();
     let mut losses = Vec::new();
@@ -412,7 +412,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         let w = reader.read_row_group(g).unwrap();
         for (i, seq) in w.seq_ids.iter().enumerate() {
             let t = w.seq_len;
-            windows.push(shared::pack::Window {
+            windows.push(shared::text::pack::Window {
                 seq_id: *seq,
                 tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
                 doc_ids: vec![0; t],
@@ -422,7 +422,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     }
     losses[3][9] = f32::NAN; // window 3, pos 10 -> row 3 * 64 + 10 = 202
     drop(reader);
-    shared::shards::write_shard(
+    shared::scores::shards::write_shard(
         &shard,
         &info.job,
         0,

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // Panics the readers catch and turn into errors stay quiet; any other
     // panic still reaches libFuzzer's hook and is a finding.
-    shared::guard::install_panic_hook();
+    shared::util::guard::install_panic_hook();
     let Some((&kind, body)) = data.split_first() else { return };
     let ext = ["jsonl", "jsonl.zst", "parquet", "txt"][kind as usize % 4];
     let dir = std::env::temp_dir().join(format!("rho1-fuzz-corpus-{}", std::process::id()));
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, body).is_err() {
         return;
     }
-    let corpus = shared::corpus::Corpus::new(vec![path], "text");
+    let corpus = shared::text::corpus::Corpus::new(vec![path], "text");
     for doc in corpus.take(10_000) {
         if doc.is_err() {
             break;

@@ -7,10 +7,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-mod dynamics;
-mod export;
-mod job;
-mod view;
+mod bpe; // `scorer tokenizer`: train a byte-level BPE tokenizer
+mod job; // `scorer pack` and `scorer score`: plan, score shard by shard, finalize
+mod part; // one part of a split job: its lock and stale temporary files
+          // Tools over finished sets.
+mod inspect;
+
+use inspect::{dynamics, export, view};
 
 // Every candle op allocates its output: an allocator that returns freed
 // memory to the OS makes the kernel zero fresh pages on every step (~25% of a
@@ -206,7 +209,7 @@ impl CommonArgs {
 
     fn settings(&self, tokenizer: PathBuf, model: Option<PathBuf>) -> Result<job::Settings> {
         self.validate()?;
-        let device = shared::device::parse_device(&self.device)?;
+        let device = shared::util::device::parse_device(&self.device)?;
         Ok(job::Settings {
             corpus: self.corpus.clone(),
             tokenizer,
@@ -234,11 +237,11 @@ fn run(cli: Cli) -> Result<()> {
             text_field,
             threads,
         } => {
-            shared::device::set_threads(threads);
-            job::train_tokenizer(&corpus, vocab_size, &out, &text_field)
+            shared::util::device::set_threads(threads);
+            bpe::train_tokenizer(&corpus, vocab_size, &out, &text_field)
         }
         Command::Pack { tokenizer, common } => {
-            shared::device::set_threads(common.threads);
+            shared::util::device::set_threads(common.threads);
             job::run(&common.settings(tokenizer, None)?)
         }
         Command::Score {
@@ -246,9 +249,9 @@ fn run(cli: Cli) -> Result<()> {
             tokenizer,
             common,
         } => {
-            shared::device::set_threads(common.threads);
+            shared::util::device::set_threads(common.threads);
             let tokenizer =
-                tokenizer.unwrap_or_else(|| model.join(shared::checkpoint::TOKENIZER_FILE));
+                tokenizer.unwrap_or_else(|| model.join(shared::model::checkpoint::TOKENIZER_FILE));
             if !tokenizer.is_file() {
                 bail!(
                     "no tokenizer: {} does not exist (pass --tokenizer FILE)",
@@ -257,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             job::run(&common.settings(tokenizer, Some(model))?)
         }
-        Command::Verify { dir } => job::verify(&dir),
+        Command::Verify { dir } => inspect::verify::verify(&dir),
         Command::View {
             set,
             against,
@@ -287,7 +290,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => export::run(&set, against.as_deref(), ratio, &out),
         Command::Info { dir } => {
-            let m = shared::manifest::Manifest::load(&dir)
+            let m = shared::scores::manifest::Manifest::load(&dir)
                 .with_context(|| format!("reading score set {}", dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&job::summary(&m))?);
             Ok(())
@@ -297,8 +300,8 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    shared::device::tune_cpu_threads();
-    shared::guard::install_panic_hook();
+    shared::util::device::tune_cpu_threads();
+    shared::util::guard::install_panic_hook();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use shared::loss::{composed_per_token_loss, per_token_loss};
+use shared::model::loss::{composed_per_token_loss, per_token_loss};
 
 fn main() {
     let args: Vec<usize> = std::env::args()

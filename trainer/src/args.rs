@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::select::Method;
 
+/// A value as the command line spells it (`clm`, `topk-batch`), for lines
+/// that echo a command a user can copy.
+pub fn cli_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
@@ -290,7 +298,7 @@ impl Settings {
             bail!("no training data: give --data DIR");
         }
         for d in self.data.iter().chain(&self.eval_data) {
-            if !d.join(shared::manifest::MANIFEST_FILE).is_file() {
+            if !d.join(shared::scores::manifest::MANIFEST_FILE).is_file() {
                 bail!(
                     "{}: not a complete score set (no manifest.json)",
                     d.display()
@@ -298,7 +306,7 @@ impl Settings {
             }
         }
         match &self.model {
-            ModelSource::Init(d) if !d.join(shared::checkpoint::CONFIG_FILE).is_file() => {
+            ModelSource::Init(d) if !d.join(shared::model::checkpoint::CONFIG_FILE).is_file() => {
                 bail!("--init {}: no config.json there", d.display())
             }
             ModelSource::Config(c) if !c.is_file() => {

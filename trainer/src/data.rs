@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use shared::progress::Progress;
-use shared::rng::{Permutation, Rng};
-use shared::scoreset::ScoreSet;
-use shared::shards::Windows;
+use shared::scores::scoreset::ScoreSet;
+use shared::scores::shards::Windows;
+use shared::util::progress::Progress;
+use shared::util::rng::{Permutation, Rng};
 
 /// `rows` windows of `seq_len` tokens.
 pub struct Batch {
@@ -201,6 +201,6 @@ pub fn check_compatible(a: &ScoreSet, b: &ScoreSet) -> Result<()> {
 
 /// The tokenizer.json a score set carries (written by `scorer`).
 pub fn tokenizer_of(set: &ScoreSet) -> Option<PathBuf> {
-    let p = set.dir().join(shared::checkpoint::TOKENIZER_FILE);
+    let p = set.dir().join(shared::model::checkpoint::TOKENIZER_FILE);
     p.is_file().then_some(p)
 }

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use shared::model::Llama;
-use shared::scoreset::ScoreSet;
+use shared::scores::scoreset::ScoreSet;
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct EvalResult {

@@ -8,20 +8,20 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-mod args;
-mod bench;
-mod data;
-mod demo;
-mod eval;
-mod optim;
-mod plot;
-mod report;
-mod schedule;
-mod select;
-mod selection;
-mod state;
-mod step;
-mod train;
+// The training core, in the order a step uses it.
+mod args; // flags and TOML, validated into typed settings
+mod data; // score sets as batches of windows and reference losses
+mod eval; // held-out loss and perplexity
+mod optim; // AdamW with in-place CPU kernels
+mod schedule; // learning-rate and selection-ratio schedules
+mod select; // the selection rules (top-k, threshold, random, weighted, ...)
+mod state; // checkpoints with optimizer moments and trainer state
+mod step; // one training step: forward, per-token loss, select, backward, update
+mod train; // `trainer train`: setup, the loop, finishing
+           // Tools around the core.
+mod tools;
+
+use tools::{bench, demo, report, selection};
 
 // Every candle op allocates its output: an allocator that returns freed
 // memory to the OS makes the kernel zero fresh pages on every step (~25% of a
@@ -92,12 +92,15 @@ fn eval_cmd(
     json: bool,
     device: &str,
 ) -> Result<()> {
-    let dev = shared::device::parse_device(device)?;
-    let set = shared::scoreset::ScoreSet::open(data)?;
+    let dev = shared::util::device::parse_device(device)?;
+    let set = shared::scores::scoreset::ScoreSet::open(data)?;
     let mut rows = Vec::new();
     for m in models {
-        let ckpt =
-            shared::checkpoint::Checkpoint::load(m, shared::device::default_dtype(&dev), &dev)?;
+        let ckpt = shared::model::checkpoint::Checkpoint::load(
+            m,
+            shared::util::device::default_dtype(&dev),
+            &dev,
+        )?;
         let tok = &set.manifest().job.tokenizer;
         if tok.vocab_size > ckpt.config.vocab_size {
             anyhow::bail!(
@@ -139,7 +142,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(a) => {
-            shared::device::set_threads(a.threads);
+            shared::util::device::set_threads(a.threads);
             demo::run(&a)
         }
         Command::Selection(a) => selection::run(&a),
@@ -154,7 +157,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             device,
         } => {
-            shared::device::set_threads(threads);
+            shared::util::device::set_threads(threads);
             eval_cmd(&model, &data, batch_size, max_windows, json, &device)
         }
     }
@@ -162,8 +165,8 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    shared::device::tune_cpu_threads();
-    shared::guard::install_panic_hook();
+    shared::util::device::tune_cpu_threads();
+    shared::util::guard::install_panic_hook();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

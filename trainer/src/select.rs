@@ -5,7 +5,7 @@
 //! The paper's rule (`TopkBatch`): over all predicted tokens of the global
 //! batch, keep the ceil(k * n) with the largest excess loss, ce - ref_loss.
 
-use shared::rng::Rng;
+use shared::util::rng::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

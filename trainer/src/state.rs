@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
-use shared::config::LlamaConfig;
+use shared::model::config::LlamaConfig;
 
 use crate::optim::AdamW;
 
@@ -38,13 +38,13 @@ pub fn save(
     opt: &AdamW,
     state: &TrainerState,
 ) -> Result<()> {
-    shared::atomic::write_dir(dir, |tmp| {
-        shared::checkpoint::write_files(tmp, cfg, varmap, tokenizer)?;
+    shared::util::atomic::write_dir(dir, |tmp| {
+        shared::model::checkpoint::write_files(tmp, cfg, varmap, tokenizer)?;
         opt.save(&tmp.join(OPTIMIZER_FILE))
             .map_err(|e| shared::Error::checkpoint(tmp, e.to_string()))?;
         let json = serde_json::to_string_pretty(state)
             .map_err(|e| shared::Error::Invalid(e.to_string()))?;
-        shared::atomic::write_plain(&tmp.join(STATE_FILE), json.as_bytes())
+        shared::util::atomic::write_plain(&tmp.join(STATE_FILE), json.as_bytes())
     })?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use shared::model::Llama;
-use shared::rng::Rng;
+use shared::util::rng::Rng;
 
 use crate::args::Objective;
 use crate::data::Batch;
@@ -120,7 +120,7 @@ mod tests {
     use super::*;
     use crate::select::Method;
     use candle_core::{DType, Var};
-    use shared::loss::per_token_loss;
+    use shared::model::loss::per_token_loss;
 
     /// The masked mean gives zero gradient to every dropped token's logits and
     /// equals the mean CE of the kept tokens.

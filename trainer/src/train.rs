@@ -1,5 +1,6 @@
-//! `trainer train`: data and model checks, the loop, evaluation, metrics and
-//! checkpoints. The step itself is in `step.rs`.
+//! `trainer train`: setup (data and model checks, resume), the loop
+//! (step, evaluation, checkpoints, metrics) and finishing (final checkpoint,
+//! summary). The step itself is in `step.rs`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,13 +10,13 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use serde_json::json;
-use shared::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
-use shared::config::LlamaConfig;
+use shared::model::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
+use shared::model::config::LlamaConfig;
 use shared::model::{Llama, Mode};
-use shared::progress::Progress;
-use shared::rng::Rng;
-use shared::scoreset::ScoreSet;
-use shared::tokenizer::Tokenizer;
+use shared::scores::scoreset::ScoreSet;
+use shared::text::tokenizer::Tokenizer;
+use shared::util::progress::Progress;
+use shared::util::rng::Rng;
 
 use crate::args::{ModelSource, Objective, Settings};
 use crate::data::{check_compatible, tokenizer_of, TrainData};
@@ -87,7 +88,7 @@ impl Metrics {
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();
-            shared::atomic::write_file(&path, kept.as_bytes())?;
+            shared::util::atomic::write_file(&path, kept.as_bytes())?;
         }
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -106,11 +107,62 @@ impl Metrics {
 
 /// Trains as `s` says; returns the final checkpoint directory.
 pub fn run(s: &Settings) -> Result<PathBuf> {
-    shared::device::set_threads(s.threads);
-    let dev = shared::device::parse_device(&s.device)?;
+    let mut run = Run::setup(s)?;
+    if run.st.step == 0 && s.eval_every > 0 {
+        run.evaluate()?;
+    }
+    let label = if s.objective == Objective::Slm {
+        "slm"
+    } else {
+        "clm"
+    };
+    let remaining = run.total_steps - run.st.step.min(run.total_steps);
+    let mut progress = Progress::new(label, "steps", remaining);
+    while run.st.step < run.total_steps {
+        run.step()?; // batch, select, backward, update, metrics line
+        progress.inc(1);
+        let at_end = run.st.step == run.total_steps;
+        if s.eval_every > 0 && run.st.step.is_multiple_of(s.eval_every) || at_end {
+            run.evaluate()?;
+        }
+        if s.checkpoint_every > 0 && run.st.step.is_multiple_of(s.checkpoint_every) && !at_end {
+            let name = format!("step-{:06}", run.st.step);
+            run.save(&s.out.join("checkpoints").join(name))?;
+        }
+    }
+    progress.finish();
+    run.finish()
+}
 
-    // Everything is checked before the run directory is touched.
-    let mut data = TrainData::open(&s.data, Rng::derive(s.seed, "data").next_u64())?;
+/// Everything a run holds between steps.
+struct Run<'a> {
+    s: &'a Settings,
+    dev: Device,
+    data: TrainData,
+    eval_set: Option<ScoreSet>,
+    tokenizer_json: Option<PathBuf>,
+    cfg: LlamaConfig,
+    varmap: VarMap,
+    model: Llama,
+    opt: AdamW,
+    st: TrainerState,
+    metrics: Metrics,
+    total_steps: u64,
+    last_eval: Option<EvalResult>,
+}
+
+/// The inputs of a run, checked against each other before anything is written.
+struct Checked {
+    data: TrainData,
+    eval_set: Option<ScoreSet>,
+    tokenizer_json: Option<PathBuf>,
+    cfg: LlamaConfig,
+    varmap: VarMap,
+}
+
+/// Opens the data and the model and checks that they belong together.
+fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
+    let data = TrainData::open(&s.data, Rng::derive(s.seed, "data").next_u64())?;
     let first = &data.sets()[0];
     let tokenizer_json = tokenizer_of(first);
     let tok_info = first.manifest().job.tokenizer.clone();
@@ -122,7 +174,7 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         }
         None => None,
     };
-    let (cfg, varmap) = make_model(s, tok_info.vocab_size, &dev)?;
+    let (cfg, varmap) = make_model(s, tok_info.vocab_size, dev)?;
     if tok_info.vocab_size > cfg.vocab_size {
         bail!(
             "the data's tokenizer has {} ids but the model's vocabulary is {}: they do not belong together",
@@ -131,7 +183,7 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         );
     }
     if let ModelSource::Init(dir) = &s.model {
-        let p = dir.join(shared::checkpoint::TOKENIZER_FILE);
+        let p = dir.join(shared::model::checkpoint::TOKENIZER_FILE);
         if p.is_file() {
             let t = Tokenizer::load(&p, Some(&tok_info.eos_token))
                 .or_else(|_| Tokenizer::load(&p, None))?;
@@ -154,127 +206,175 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         );
     }
     data.validate(cfg.vocab_size, need_ref)?;
+    Ok(Checked {
+        data,
+        eval_set,
+        tokenizer_json,
+        cfg,
+        varmap,
+    })
+}
 
-    let seq_len = data.seq_len();
+/// Steps the run takes: the smallest of --max-steps, --max-tokens and --epochs.
+fn total_steps(s: &Settings, data: &TrainData) -> u64 {
     let windows_per_step = (s.batch_size * s.grad_accum) as u64;
-    let total_steps = match (s.max_steps, s.max_tokens) {
-        (Some(m), Some(t)) => m.min(t.div_ceil(windows_per_step * seq_len as u64)),
+    let tokens_per_step = windows_per_step * data.seq_len() as u64;
+    match (s.max_steps, s.max_tokens) {
+        (Some(m), Some(t)) => m.min(t.div_ceil(tokens_per_step)),
         (Some(m), None) => m,
-        (None, Some(t)) => t.div_ceil(windows_per_step * seq_len as u64),
+        (None, Some(t)) => t.div_ceil(tokens_per_step),
         (None, None) => (s.epochs * data.num_windows()).div_ceil(windows_per_step),
-    };
+    }
+}
 
-    // Run directory, and the resume point.
-    std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
+/// With --resume, loads the newest checkpoint's weights and optimizer state
+/// into `varmap` and `opt` and returns its state; without, refuses a run
+/// directory that already holds a run and records the settings.
+fn resume_or_start(
+    s: &Settings,
+    varmap: &VarMap,
+    opt: &mut AdamW,
+    dev: &Device,
+) -> Result<Option<TrainerState>> {
     let settings_path = s.out.join(SETTINGS_FILE);
-    let mut opt = AdamW::new(
-        &varmap,
-        AdamWConfig {
-            beta1: s.beta1,
-            beta2: s.beta2,
-            eps: 1e-8,
-            weight_decay: s.weight_decay,
-        },
-    )?;
-    let mut st = TrainerState {
-        seed: s.seed,
-        ..Default::default()
-    };
-    let resumed = if s.resume {
-        let old: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&settings_path)
-                .with_context(|| format!("--resume: reading {}", settings_path.display()))?,
-        )?;
-        if old != identity(s) {
-            bail!(
-                "--resume: the settings differ from {} (a resumed run must use the same ones)",
-                settings_path.display()
-            );
-        }
-        match state::latest(&s.out)? {
-            Some((dir, saved)) => {
-                let ckpt = Checkpoint::load(&dir, DType::F32, &dev)?;
-                let data_map = varmap
-                    .data()
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
-                for (name, t) in &ckpt.tensors {
-                    if let Some(var) = data_map.get(name) {
-                        var.set(t)?;
-                    }
-                }
-                drop(data_map);
-                opt.load(&dir.join(state::OPTIMIZER_FILE), saved.adam_t)?;
-                eprintln!("resuming from {} (step {})", dir.display(), saved.step);
-                st = saved;
-                Some(st.step)
-            }
-            None => {
-                eprintln!(
-                    "--resume: no checkpoint in {} yet, starting from step 0",
-                    s.out.display()
-                );
-                Some(0)
-            }
-        }
-    } else {
+    if !s.resume {
         if s.out.join(METRICS_FILE).exists() {
             bail!(
                 "{} already holds a run: pass --resume to continue it, or choose another --out",
                 s.out.display()
             );
         }
-        shared::atomic::write_file(
-            &settings_path,
-            serde_json::to_string_pretty(&identity(s))?.as_bytes(),
-        )?;
-        None
-    };
-    let mut metrics = Metrics::open(&s.out, resumed)?;
-
-    let model = Llama::load(
-        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-        &cfg,
-        Mode::Train,
+        let json = serde_json::to_string_pretty(&identity(s))?;
+        shared::util::atomic::write_file(&settings_path, json.as_bytes())?;
+        return Ok(None);
+    }
+    let old: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&settings_path)
+            .with_context(|| format!("--resume: reading {}", settings_path.display()))?,
     )?;
-    eprintln!(
-        "training {} ({:.2}M params) with {:?} on {} windows of {seq_len}: {total_steps} steps of {windows_per_step} windows",
-        match &s.model { ModelSource::Size(n) => n.clone(), ModelSource::Config(p) | ModelSource::Init(p) => p.display().to_string() },
-        cfg.num_params() as f64 / 1e6,
-        s.objective,
-        data.num_windows()
-    );
-    let run_eval = || -> Result<Option<EvalResult>> {
-        let Some(set) = &eval_set else {
-            return Ok(None);
-        };
-        let m = infer_model_from_varmap(&varmap, &cfg, &dev)?;
-        Ok(Some(evaluate(&m, set, s.batch_size, s.eval_windows, &dev)?))
+    if old != identity(s) {
+        bail!(
+            "--resume: the settings differ from {} (a resumed run must use the same ones)",
+            settings_path.display()
+        );
+    }
+    let Some((dir, saved)) = state::latest(&s.out)? else {
+        eprintln!(
+            "--resume: no checkpoint in {} yet, starting from step 0",
+            s.out.display()
+        );
+        return Ok(Some(TrainerState {
+            seed: s.seed,
+            ..Default::default()
+        }));
     };
-    let eval_line = |st: &TrainerState, r: &EvalResult| {
-        json!({"step": st.step, "eval_loss": r.loss, "eval_ppl": r.ppl, "eval_tokens": r.tokens,
-               "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained})
-    };
-    if st.step == 0 && s.eval_every > 0 {
-        if let Some(r) = run_eval()? {
-            metrics.write(eval_line(&st, &r))?;
+    let ckpt = Checkpoint::load(&dir, DType::F32, dev)?;
+    let data_map = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+    for (name, t) in &ckpt.tensors {
+        if let Some(var) = data_map.get(name) {
+            var.set(t)?;
         }
     }
+    drop(data_map);
+    opt.load(&dir.join(state::OPTIMIZER_FILE), saved.adam_t)?;
+    eprintln!("resuming from {} (step {})", dir.display(), saved.step);
+    Ok(Some(saved))
+}
 
-    let mut progress = Progress::new(
-        if need_ref { "slm" } else { "clm" },
-        "steps",
-        total_steps - st.step.min(total_steps),
-    );
-    let mut last_eval = None;
-    while st.step < total_steps {
+impl<'a> Run<'a> {
+    /// Checks, model, run directory and resume point; nothing in the run
+    /// directory is touched before every check has passed.
+    fn setup(s: &'a Settings) -> Result<Self> {
+        shared::util::device::set_threads(s.threads);
+        let dev = shared::util::device::parse_device(&s.device)?;
+        let Checked {
+            data,
+            eval_set,
+            tokenizer_json,
+            cfg,
+            varmap,
+        } = check_inputs(s, &dev)?;
+        let total_steps = total_steps(s, &data);
+
+        std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
+        let mut opt = AdamW::new(
+            &varmap,
+            AdamWConfig {
+                beta1: s.beta1,
+                beta2: s.beta2,
+                eps: 1e-8,
+                weight_decay: s.weight_decay,
+            },
+        )?;
+        let resumed = resume_or_start(s, &varmap, &mut opt, &dev)?;
+        let metrics = Metrics::open(&s.out, resumed.as_ref().map(|st| st.step))?;
+        let st = resumed.unwrap_or(TrainerState {
+            seed: s.seed,
+            ..Default::default()
+        });
+        let model = Llama::load(
+            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+            &cfg,
+            Mode::Train,
+        )?;
+        eprintln!(
+            "training {} ({:.2}M params) with {} on {} windows of {}: {total_steps} steps of {} windows",
+            match &s.model {
+                ModelSource::Size(n) => n.clone(),
+                ModelSource::Config(p) | ModelSource::Init(p) => p.display().to_string(),
+            },
+            cfg.num_params() as f64 / 1e6,
+            crate::args::cli_name(&s.objective),
+            data.num_windows(),
+            data.seq_len(),
+            s.batch_size * s.grad_accum,
+        );
+        Ok(Run {
+            s,
+            dev,
+            data,
+            eval_set,
+            tokenizer_json,
+            cfg,
+            varmap,
+            model,
+            opt,
+            st,
+            metrics,
+            total_steps,
+            last_eval: None,
+        })
+    }
+
+    /// One optimizer step over `batch_size * grad_accum` windows, and its
+    /// line in metrics.jsonl.
+    fn step(&mut self) -> Result<()> {
+        let (s, st) = (self.s, &mut self.st);
         let t0 = Instant::now();
+        let windows_per_step = (s.batch_size * s.grad_accum) as u64;
         let batches = (0..s.grad_accum)
-            .map(|i| data.batch(st.cursor + (i * s.batch_size) as u64, s.batch_size))
+            .map(|i| {
+                let cursor = st.cursor + (i * s.batch_size) as u64;
+                self.data.batch(cursor, s.batch_size)
+            })
             .collect::<Result<Vec<_>>>()?;
         let data_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let ratio = ratio_at(st.step, total_steps, s.select_ratio, s.select_ratio_end);
-        let lr = lr_at(st.step, total_steps, s.lr, s.warmup_steps, s.min_lr_ratio);
+        let ratio = ratio_at(
+            st.step,
+            self.total_steps,
+            s.select_ratio,
+            s.select_ratio_end,
+        );
+        let lr = lr_at(
+            st.step,
+            self.total_steps,
+            s.lr,
+            s.warmup_steps,
+            s.min_lr_ratio,
+        );
         let params = Params {
             method: s.select,
             ratio,
@@ -288,7 +388,14 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
             grad_clip: s.grad_clip,
         };
         let mut rng = Rng::derive(s.seed, &format!("select-{}", st.step));
-        let stats = train_step(&model, &mut opt, &batches, &input, &mut rng, &dev)?;
+        let stats = train_step(
+            &self.model,
+            &mut self.opt,
+            &batches,
+            &input,
+            &mut rng,
+            &self.dev,
+        )?;
         if !stats.loss_all.is_finite() {
             bail!(
                 "training diverged at step {}: loss is {}",
@@ -300,66 +407,70 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         st.cursor += windows_per_step;
         st.tokens_seen += stats.tokens as u64;
         st.tokens_trained += stats.kept;
-        st.adam_t = opt.t;
+        st.adam_t = self.opt.t;
         let secs = t0.elapsed().as_secs_f64();
-        shared::fault::point("step");
-        metrics.write(json!({
+        shared::util::fault::point("step");
+        self.metrics.write(json!({
             "step": st.step, "lr": lr, "ratio": ratio,
             "loss_selected": stats.loss_selected, "loss_all": stats.loss_all,
             "selected_frac": stats.kept / stats.tokens as f64,
             "excess_kept": stats.excess_kept, "excess_dropped": stats.excess_dropped,
             "grad_norm": stats.grad_norm, "skipped": stats.skipped,
-            "tokens_per_s": (windows_per_step as usize * seq_len) as f64 / secs,
+            "tokens_per_s": (windows_per_step as usize * self.data.seq_len()) as f64 / secs,
             "data_ms": data_ms, "step_ms": secs * 1e3,
             "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,
+        }))
+    }
+
+    /// Held-out loss on --eval-data (if given), written to metrics.jsonl.
+    fn evaluate(&mut self) -> Result<()> {
+        let Some(set) = &self.eval_set else {
+            return Ok(());
+        };
+        let m = infer_model_from_varmap(&self.varmap, &self.cfg, &self.dev)?;
+        let s = self.s;
+        let r = evaluate(&m, set, s.batch_size, s.eval_windows, &self.dev)?;
+        let st = &self.st;
+        self.metrics.write(json!({
+            "step": st.step, "eval_loss": r.loss, "eval_ppl": r.ppl, "eval_tokens": r.tokens,
+            "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,
         }))?;
-        progress.inc(1);
-        let at_end = st.step == total_steps;
-        if s.eval_every > 0 && st.step.is_multiple_of(s.eval_every) || at_end {
-            if let Some(r) = run_eval()? {
-                metrics.write(eval_line(&st, &r))?;
-                last_eval = Some(r);
-            }
+        self.last_eval = Some(r);
+        Ok(())
+    }
+
+    /// A checkpoint with optimizer moments and trainer state, written atomically.
+    fn save(&self, dir: &Path) -> Result<()> {
+        let tok = self.tokenizer_json.as_deref();
+        state::save(dir, &self.cfg, &self.varmap, tok, &self.opt, &self.st)
+    }
+
+    /// Writes `final/` (unless a resumed run already holds it for this step)
+    /// and prints the held-out loss.
+    fn finish(mut self) -> Result<PathBuf> {
+        let final_dir = self.s.out.join("final");
+        let done = final_dir.join(state::STATE_FILE).is_file()
+            && state::load_state(&final_dir)?.step == self.st.step;
+        if !done {
+            self.save(&final_dir)?;
         }
-        if s.checkpoint_every > 0 && st.step.is_multiple_of(s.checkpoint_every) && !at_end {
-            let dir = s
-                .out
-                .join("checkpoints")
-                .join(format!("step-{:06}", st.step));
-            state::save(&dir, &cfg, &varmap, tokenizer_json.as_deref(), &opt, &st)?;
+        if self.last_eval.is_none() {
+            self.evaluate()?;
         }
+        match &self.last_eval {
+            Some(r) => eprintln!(
+                "held-out loss {:.4} (ppl {:.2}) after {} steps; checkpoint {}",
+                r.loss,
+                r.ppl,
+                self.st.step,
+                final_dir.display()
+            ),
+            None => eprintln!(
+                "done after {} steps; checkpoint {}",
+                self.st.step,
+                final_dir.display()
+            ),
+        }
+        Ok(final_dir)
     }
-    progress.finish();
-    let final_dir = s.out.join("final");
-    if !final_dir.join(state::STATE_FILE).is_file()
-        || state::load_state(&final_dir)?.step != st.step
-    {
-        state::save(
-            &final_dir,
-            &cfg,
-            &varmap,
-            tokenizer_json.as_deref(),
-            &opt,
-            &st,
-        )?;
-    }
-    if last_eval.is_none() {
-        last_eval = run_eval()?;
-    }
-    if let Some(r) = &last_eval {
-        eprintln!(
-            "held-out loss {:.4} (ppl {:.2}) after {} steps; checkpoint {}",
-            r.loss,
-            r.ppl,
-            st.step,
-            final_dir.display()
-        );
-    } else {
-        eprintln!(
-            "done after {} steps; checkpoint {}",
-            st.step,
-            final_dir.display()
-        );
-    }
-    Ok(final_dir)
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::shards::{ShardReader, Windows};
+use crate::scores::manifest::Manifest;
+use crate::scores::shards::{ShardReader, Windows};
 
 pub struct ScoreSet {
     dir: PathBuf,
@@ -80,7 +80,7 @@ impl ScoreSet {
         }
         if start != manifest.num_windows {
             return Err(Error::shard(
-                dir.join(crate::manifest::MANIFEST_FILE),
+                dir.join(crate::scores::manifest::MANIFEST_FILE),
                 format!(
                     "shards hold {start} windows, the manifest says {}",
                     manifest.num_windows

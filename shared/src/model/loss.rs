@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storag
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::fused::contiguous;
+use crate::model::fused::contiguous;
 
 /// logits (B, T, V), targets (B, T) u32 -> loss (B, T) f32, natural log.
 ///
@@ -376,7 +376,7 @@ mod tests {
     fn fused_kernel_matches_the_composed_loss_and_gradient() {
         let dev = Device::Cpu;
         let (b, t, v) = (2, 3, 11);
-        let mut rng = crate::rng::Rng::new(5);
+        let mut rng = crate::util::rng::Rng::new(5);
         let x: Vec<f32> = (0..b * t * v)
             .map(|_| (rng.normal() * 3.0) as f32)
             .collect();
@@ -412,7 +412,7 @@ mod tests {
     }
 
     fn randn(n: usize, seed: u64, scale: f64) -> Vec<f32> {
-        let mut rng = crate::rng::Rng::new(seed);
+        let mut rng = crate::util::rng::Rng::new(seed);
         (0..n).map(|_| (rng.normal() * scale) as f32).collect()
     }
 

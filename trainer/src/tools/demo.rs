@@ -18,9 +18,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::args::{Objective, TrainArgs};
-use crate::plot::{svg, Chart, Series};
+use crate::args::{cli_name, Objective, TrainArgs};
 use crate::select::Method;
+use crate::tools::plot::{svg, Chart, Series};
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -114,35 +114,67 @@ fn train_stage(
         }
     }
     let resume = out.join(crate::train::METRICS_FILE).exists();
-    eprintln!(
-        "$ trainer train --objective {objective:?} --out {}{}",
-        out.display(),
-        if resume { " --resume" } else { "" }
-    );
-    let args = TrainArgs {
-        data: vec![data.to_path_buf()],
-        eval_data: Some(eval.to_path_buf()),
-        out: Some(out.to_path_buf()),
-        objective: Some(objective),
-        select: Some(a.select),
-        select_ratio: Some(a.select_ratio),
-        model_size: Some(a.model_size.clone()),
-        batch_size: Some(a.batch_size),
-        max_steps: Some(steps),
-        seed: Some(seed),
-        eval_every: Some(a.eval_every),
-        checkpoint_every: Some(100),
-        resume,
-        threads: a.threads,
-        ..Default::default()
-    };
+    let argv = train_argv(a, out, data, objective, steps, seed, eval, resume);
+    eprintln!("$ trainer train {}", argv.join(" "));
+    let args = parse_train_args(&argv)?;
     crate::train::run(&args.resolve()?)?;
     Ok(())
 }
 
+/// The `trainer train` flags of a demo stage, as a user would type them:
+/// the demo echoes this line and runs exactly what it parses to.
+#[allow(clippy::too_many_arguments)]
+fn train_argv(
+    a: &DemoArgs,
+    out: &Path,
+    data: &Path,
+    objective: Objective,
+    steps: u64,
+    seed: u64,
+    eval: &Path,
+    resume: bool,
+) -> Vec<String> {
+    let mut v: Vec<String> = [
+        ("--data", p(data).to_string()),
+        ("--eval-data", p(eval).to_string()),
+        ("--out", p(out).to_string()),
+        ("--objective", cli_name(&objective)),
+        ("--select", cli_name(&a.select)),
+        ("--select-ratio", a.select_ratio.to_string()),
+        ("--model-size", a.model_size.clone()),
+        ("--batch-size", a.batch_size.to_string()),
+        ("--max-steps", steps.to_string()),
+        ("--seed", seed.to_string()),
+        ("--eval-every", a.eval_every.to_string()),
+        ("--checkpoint-every", "100".to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    if let Some(t) = a.threads {
+        v.extend(["--threads".to_string(), t.to_string()]);
+    }
+    if resume {
+        v.push("--resume".to_string());
+    }
+    v
+}
+
+fn parse_train_args(argv: &[String]) -> Result<TrainArgs> {
+    #[derive(clap::Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    let cmd = std::iter::once("train".to_string()).chain(argv.iter().cloned());
+    Ok(<Train as clap::Parser>::try_parse_from(cmd)
+        .context("the demo built a `trainer train` line that does not parse")?
+        .args)
+}
+
 /// (step, tokens_trained, eval_loss) of every evaluation.
 fn eval_curve(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
-    Ok(crate::report::read_metrics(run)?
+    Ok(crate::tools::report::read_metrics(run)?
         .iter()
         .filter_map(|m| {
             Some((
@@ -299,8 +331,8 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     md.push_str("# RHO-1 demo: selective vs plain language modeling\n\n");
     md.push_str(&format!(
         "Model `{}` for all runs; windows of {} tokens, batch {}, vocabulary {}. Reference: {} steps on the clean training split. \
-         Targets: {} steps on the noisy corpus, seed {}. SLM: `{:?}`, k = {}.\n\n",
-        a.model_size, a.seq_len, a.batch_size, a.vocab_size, a.ref_steps, a.steps, a.seed, a.select, a.select_ratio
+         Targets: {} steps on the noisy corpus, seed {}. SLM: `{}`, k = {}.\n\n",
+        a.model_size, a.seq_len, a.batch_size, a.vocab_size, a.ref_steps, a.steps, a.seed, cli_name(&a.select), a.select_ratio
     ));
     md.push_str("| model | steps | tokens backpropagated | held-out clean CE | perplexity |\n|---|---:|---:|---:|---:|\n");
     for (name, l) in [
@@ -356,8 +388,8 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             series: series(|p| (p.1, p.2)),
         },
     ]);
-    shared::atomic::write_file(&w.join("heldout_loss.svg"), chart.as_bytes())?;
-    shared::atomic::write_file(&w.join("report.md"), md.as_bytes())?;
+    shared::util::atomic::write_file(&w.join("heldout_loss.svg"), chart.as_bytes())?;
+    shared::util::atomic::write_file(&w.join("report.md"), md.as_bytes())?;
     println!("\n{md}");
     eprintln!(
         "report: {} (and heldout_loss.svg), {:.1} min in all",
@@ -377,5 +409,33 @@ mod tests {
         assert_eq!(steps_to_reach(&c, 6.0), Some(50.0));
         assert_eq!(steps_to_reach(&c, 5.5), Some(75.0));
         assert_eq!(steps_to_reach(&c, 4.0), None);
+    }
+
+    #[test]
+    fn echoed_train_line_parses_to_what_runs() {
+        #[derive(clap::Parser)]
+        struct Demo {
+            #[command(flatten)]
+            args: DemoArgs,
+        }
+        let a = <Demo as clap::Parser>::try_parse_from(["demo", "--threads", "2"])
+            .unwrap()
+            .args;
+        let (out, data, eval) = (Path::new("r/slm"), Path::new("s/noisy"), Path::new("s/h"));
+        for (objective, resume) in [(Objective::Clm, false), (Objective::Slm, true)] {
+            let argv = train_argv(&a, out, data, objective, 40, 3, eval, resume);
+            let line = argv.join(" ");
+            assert!(!line.contains("Clm") && !line.contains("Slm"), "{line}");
+            let t = parse_train_args(&argv).unwrap();
+            assert_eq!(t.objective, Some(objective));
+            assert_eq!(t.select, Some(a.select));
+            assert_eq!(t.select_ratio, Some(a.select_ratio));
+            assert_eq!(
+                (t.max_steps, t.seed, t.threads),
+                (Some(40), Some(3), Some(2))
+            );
+            assert_eq!(t.data, vec![data.to_path_buf()]);
+            assert_eq!(t.resume, resume);
+        }
     }
 }

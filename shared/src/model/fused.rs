@@ -341,7 +341,7 @@ mod tests {
     use candle_core::{Device, Var, D};
 
     fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
-        let mut rng = crate::rng::Rng::new(seed);
+        let mut rng = crate::util::rng::Rng::new(seed);
         let n: usize = shape.iter().product();
         (0..n).map(|_| rng.normal() as f32).collect()
     }

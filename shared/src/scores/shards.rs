@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pack::Window;
+use crate::text::pack::Window;
 
 /// Version of the shard and manifest layout. Readers refuse any other.
 pub const FORMAT_VERSION: u32 = 1;
@@ -162,7 +162,7 @@ pub fn write_shard(
         .set_key_value_metadata(Some(vec![KeyValue::new(SHARD_META_KEY.to_string(), meta)]))
         .build();
     let schema = token_schema();
-    crate::atomic::write_with(path, |file| {
+    crate::util::atomic::write_with(path, |file| {
         let perr =
             |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
         let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(perr)?;
@@ -266,33 +266,6 @@ fn map_file(path: &Path) -> Result<bytes::Bytes> {
     Ok(bytes::Bytes::from_owner(map))
 }
 
-/// Every column chunk of every row group lies inside the file. The parquet
-/// crate trusts these footer offsets and panics on negative ones (found by
-/// `fuzz/` shard_reader), so readers check them before decoding anything.
-pub(crate) fn check_chunk_ranges(
-    meta: &parquet::file::metadata::ParquetMetaData,
-    file_len: u64,
-) -> std::result::Result<(), String> {
-    for (g, rg) in meta.row_groups().iter().enumerate() {
-        for (c, col) in rg.columns().iter().enumerate() {
-            let start = col
-                .dictionary_page_offset()
-                .unwrap_or(col.data_page_offset());
-            let (data, len) = (col.data_page_offset(), col.compressed_size());
-            let end = u64::try_from(start)
-                .ok()
-                .zip(u64::try_from(len).ok())
-                .and_then(|(s, l)| s.checked_add(l));
-            if data < 0 || !matches!(end, Some(e) if e <= file_len) {
-                return Err(format!(
-                    "row group {g} column {c}: chunk at offset {start} of {len} bytes is outside the file ({file_len} bytes)"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 impl ShardReader {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = map_file(path)?;
@@ -302,7 +275,7 @@ impl ShardReader {
                 format!("not a readable Parquet shard (truncated or corrupt?): {e}"),
             )
         })?;
-        check_chunk_ranges(meta.metadata(), bytes.len() as u64)
+        crate::util::parquet::check_chunk_ranges(meta.metadata(), bytes.len() as u64)
             .map_err(|e| Error::shard(path, format!("corrupt footer: {e}")))?;
         let expected = token_schema();
         if meta.schema().fields() != expected.fields() {
@@ -415,13 +388,10 @@ impl ShardReader {
         let mut row = first_row;
         let mut reader = reader;
         loop {
-            let next = crate::guard::catch_decoder_panic(|| reader.next()).map_err(|e| {
+            let next = crate::util::parquet::next_batch(&mut reader).map_err(|e| {
                 Error::shard(&self.path, format!("row group {g}: corrupt data: {e}"))
             })?;
             let Some(batch) = next else { break };
-            let batch = batch.map_err(|e| {
-                Error::shard(&self.path, format!("row group {g}: corrupt data: {e}"))
-            })?;
             let seq = batch.column(0).as_primitive::<UInt64Type>();
             let pos = batch.column(1).as_primitive::<UInt32Type>();
             let doc = batch.column(2).as_primitive::<UInt64Type>();

@@ -12,8 +12,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::pack::DocInfo;
-use crate::tokenizer::Tokenizer;
+use crate::text::pack::DocInfo;
+use crate::text::tokenizer::Tokenizer;
 
 fn write_batch(path: &Path, batch: RecordBatch) -> Result<()> {
     let props = WriterProperties::builder()
@@ -21,7 +21,7 @@ fn write_batch(path: &Path, batch: RecordBatch) -> Result<()> {
             ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?,
         ))
         .build();
-    crate::atomic::write_with(path, |file| {
+    crate::util::atomic::write_with(path, |file| {
         let perr =
             |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
         let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(perr)?;
@@ -110,18 +110,16 @@ pub fn read_documents(path: &Path) -> Result<Vec<(u64, String, Option<String>)>>
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::shard(path, format!("not a readable documents table: {e}")))?;
-    crate::shards::check_chunk_ranges(builder.metadata(), file_len)
+    crate::util::parquet::check_chunk_ranges(builder.metadata(), file_len)
         .map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?;
     let reader = builder
         .build()
         .map_err(|e| Error::shard(path, format!("not a readable documents table: {e}")))?;
     let mut out = Vec::new();
     let mut reader = reader;
-    while let Some(batch) = crate::guard::catch_decoder_panic(|| reader.next())
+    while let Some(batch) = crate::util::parquet::next_batch(&mut reader)
         .map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?
     {
-        let batch =
-            batch.map_err(|e| Error::shard(path, format!("corrupt documents table: {e}")))?;
         let (Some(ids), Some(src), Some(orig)) = (
             batch.column_by_name("doc_id"),
             batch.column_by_name("source_file"),

@@ -10,10 +10,10 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use clap::Args;
-use shared::checkpoint::init_varmap;
-use shared::config::LlamaConfig;
+use shared::model::checkpoint::init_varmap;
+use shared::model::config::LlamaConfig;
 use shared::model::{Llama, Mode};
-use shared::rng::Rng;
+use shared::util::rng::Rng;
 
 use crate::args::Objective;
 use crate::data::TrainData;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::hash::hash_bytes;
-use crate::shards::{LossStats, FORMAT_VERSION};
+use crate::scores::shards::{LossStats, FORMAT_VERSION};
+use crate::util::hash::hash_bytes;
 
 pub const JOB_FILE: &str = "job.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -57,7 +57,7 @@ impl InputFile {
         Ok(InputFile {
             path: path.display().to_string(),
             bytes,
-            sha256: crate::hash::hash_file(path)?,
+            sha256: crate::util::hash::hash_file(path)?,
         })
     }
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::atomic;
-use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
+use crate::model::config::LlamaConfig;
 use crate::model::{expected_tensors, Llama, Mode};
+use crate::util::atomic;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -84,7 +84,7 @@ impl Checkpoint {
     pub fn fingerprint(dir: &Path) -> Result<String> {
         let mut paths = vec![dir.join(CONFIG_FILE)];
         paths.extend(weight_files(dir)?);
-        let mut h = crate::hash::Hasher::new();
+        let mut h = crate::util::hash::Hasher::new();
         for p in paths {
             h.update_file(&p)?;
         }
@@ -256,7 +256,7 @@ pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> R
             let values: Vec<f32> = if shape.len() == 1 {
                 vec![1.0; n]
             } else {
-                let mut rng = crate::rng::Rng::derive(seed, &name);
+                let mut rng = crate::util::rng::Rng::derive(seed, &name);
                 (0..n).map(|_| (rng.normal() * std) as f32).collect()
             };
             let t = Tensor::from_vec(values, shape, device)?;

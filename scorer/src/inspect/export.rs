@@ -15,9 +15,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use shared::manifest::{shard_file_name, DOCUMENTS_FILE, VOCAB_FILE};
-use shared::scoreset::ScoreSet;
-use shared::shards::Windows;
+use shared::scores::manifest::{shard_file_name, DOCUMENTS_FILE, VOCAB_FILE};
+use shared::scores::scoreset::ScoreSet;
+use shared::scores::shards::Windows;
 
 pub const EXPORT_FILE: &str = "export.json";
 
@@ -93,7 +93,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
     drop(values);
 
     let docs: HashMap<u64, String> =
-        shared::tables::read_documents(&set.dir().join(DOCUMENTS_FILE))?
+        shared::scores::tables::read_documents(&set.dir().join(DOCUMENTS_FILE))?
             .into_iter()
             .map(|(id, src, _)| (id, src))
             .collect();
@@ -109,7 +109,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .build();
-    shared::atomic::write_dir(out, |tmp| {
+    shared::util::atomic::write_dir(out, |tmp| {
         let mut writers: Vec<Option<ArrowWriter<std::fs::File>>> =
             (0..set.shards().len()).map(|_| None).collect();
         let res = for_each_group(&set, other.as_ref(), |s, w, o| {
@@ -182,7 +182,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
         for f in [
             VOCAB_FILE,
             DOCUMENTS_FILE,
-            shared::checkpoint::TOKENIZER_FILE,
+            shared::model::checkpoint::TOKENIZER_FILE,
         ] {
             let src = set.dir().join(f);
             if src.is_file() {
@@ -202,7 +202,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
         });
         let text = serde_json::to_string_pretty(&summary)
             .map_err(|e| shared::Error::Invalid(e.to_string()))?;
-        shared::atomic::write_plain(&tmp.join(EXPORT_FILE), text.as_bytes())
+        shared::util::atomic::write_plain(&tmp.join(EXPORT_FILE), text.as_bytes())
     })?;
     eprintln!(
         "kept {k} of {n} predicted tokens ({:.1}%) -> {}",

@@ -9,8 +9,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use shared::scoreset::ScoreSet;
-use shared::tokenizer::Tokenizer;
+use shared::scores::scoreset::ScoreSet;
+use shared::text::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorBy {
@@ -57,7 +57,7 @@ pub fn run(a: &ViewArgs) -> Result<()> {
         bail!("{}: a pack-only set has no losses to show", a.set.display());
     }
     let tok = Tokenizer::load(
-        &set.dir().join(shared::checkpoint::TOKENIZER_FILE),
+        &set.dir().join(shared::model::checkpoint::TOKENIZER_FILE),
         Some(&set.manifest().job.tokenizer.eos_token),
     )?;
     if tok.fingerprint() != set.manifest().job.tokenizer.fingerprint {
@@ -198,7 +198,7 @@ pub fn run(a: &ViewArgs) -> Result<()> {
         html.push_str("</div></div>");
     }
     html.push_str("</body></html>\n");
-    shared::atomic::write_file(a.out, html.as_bytes())?;
+    shared::util::atomic::write_file(a.out, html.as_bytes())?;
     eprintln!("wrote {} ({} documents)", a.out.display(), chosen.len());
     Ok(())
 }

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use shared::scoreset::ScoreSet;
+use shared::scores::scoreset::ScoreSet;
 
 pub const CATEGORIES: [&str; 4] = ["H->L", "L->H", "L->L", "H->H"];
 
@@ -85,7 +85,7 @@ pub fn run(sets: &[PathBuf], out: &Path, threshold: f64) -> Result<()> {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .build();
     let mut counts = [0u64; 4];
-    shared::atomic::write_with(out, |file| {
+    shared::util::atomic::write_with(out, |file| {
         let inner = || -> Result<()> {
             let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
             for s in 0..first.shards().len() {

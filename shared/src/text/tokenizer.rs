@@ -9,7 +9,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, TokenizerBuilder};
 
 use crate::error::{Error, Result};
-use crate::hash::hash_bytes;
+use crate::util::hash::hash_bytes;
 
 /// End-of-text tokens recognised without `--eos-token`, in order of preference.
 pub const EOS_CANDIDATES: &[&str] = &[
@@ -163,5 +163,5 @@ where
         .map_err(|e| err(format!("training failed: {e}")))?;
     let tok: tokenizers::Tokenizer = tok.into();
     let json = tok.to_string(true).map_err(|e| err(e.to_string()))?;
-    crate::atomic::write_file(out, json.as_bytes())
+    crate::util::atomic::write_file(out, json.as_bytes())
 }

@@ -285,18 +285,11 @@ impl Corpus {
                         original_id,
                     }));
                 }
-                let next = crate::guard::catch_decoder_panic(|| reader.next())
+                let next = crate::util::parquet::next_batch(reader)
                     .map_err(|e| Error::corpus(&path, format!("row {}", self.record), e))?;
                 let Some(batch) = next else {
                     return Ok(None);
                 };
-                let batch = batch.map_err(|e| {
-                    Error::corpus(
-                        &path,
-                        format!("row {}", self.record),
-                        format!("unreadable Parquet data: {e}"),
-                    )
-                })?;
                 *pending = parquet_rows(&path, &batch, self.record)?.into_iter();
             },
             Source::Text(doc) => Ok(doc.take().map(|text| Document {
@@ -362,7 +355,7 @@ fn open_parquet(path: &Path, file: File, text_field: &str) -> Result<Source> {
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::corpus(path, "footer", format!("not a readable Parquet file: {e}")))?;
-    crate::shards::check_chunk_ranges(builder.metadata(), file_len)
+    crate::util::parquet::check_chunk_ranges(builder.metadata(), file_len)
         .map_err(|e| Error::corpus(path, "footer", format!("corrupt Parquet footer: {e}")))?;
     let schema = builder.schema().clone();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();

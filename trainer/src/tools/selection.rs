@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Args;
-use shared::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
-use shared::config::LlamaConfig;
-use shared::rng::Rng;
+use shared::model::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
+use shared::model::config::LlamaConfig;
+use shared::util::rng::Rng;
 
 use crate::data::TrainData;
 use crate::select::{select, Method, Params};
@@ -53,8 +53,8 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         Rng::derive(a.seed, "data").next_u64(),
     )?;
     let set = &data.sets()[0];
-    let docs_path = set.dir().join(shared::manifest::DOCUMENTS_FILE);
-    let labels: HashMap<u64, String> = shared::tables::read_document_ids(&docs_path)?
+    let docs_path = set.dir().join(shared::scores::manifest::DOCUMENTS_FILE);
+    let labels: HashMap<u64, String> = shared::scores::tables::read_document_ids(&docs_path)?
         .into_iter()
         .map(|(id, orig)| {
             let label = orig

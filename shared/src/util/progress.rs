@@ -61,11 +61,12 @@ impl Progress {
             100.0
         };
         eprintln!(
-            "{}: {}/{} {} ({pct:.1}%), {rate:.0} {}/s, elapsed {}, ETA {}",
+            "{}: {}/{} {} ({pct:.1}%), {} {}/s, elapsed {}, ETA {}",
             self.label,
             self.done,
             self.total,
             self.unit,
+            fmt_rate(rate),
             self.unit,
             fmt_secs(secs),
             fmt_secs(eta)
@@ -80,6 +81,18 @@ impl Progress {
     }
 }
 
+/// Three significant digits up to 1000 (1.31, 13.1, 131), whole numbers above.
+pub fn fmt_rate(r: f64) -> String {
+    let decimals = if r >= 100.0 {
+        0
+    } else if r >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{r:.decimals$}")
+}
+
 pub fn fmt_secs(s: f64) -> String {
     let s = s.round() as u64;
     if s >= 3600 {
@@ -88,5 +101,18 @@ pub fn fmt_secs(s: f64) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_keep_three_significant_digits() {
+        assert_eq!(fmt_rate(1.3), "1.30");
+        assert_eq!(fmt_rate(0.456), "0.46");
+        assert_eq!(fmt_rate(13.14), "13.1");
+        assert_eq!(fmt_rate(4821.7), "4822");
     }
 }

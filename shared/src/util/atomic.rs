@@ -32,7 +32,7 @@ pub fn write_with<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<T>) ->
         let out = write(&mut f)?;
         f.flush().map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        crate::fault::point(&format!("atomic:{}", file_name(path)));
+        crate::util::fault::point(&format!("atomic:{}", file_name(path)));
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         sync_parent(path);
         Ok(out)
@@ -69,7 +69,7 @@ pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<(
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(&p, e))?;
         }
-        crate::fault::point(&format!("atomic:{}", file_name(dir)));
+        crate::util::fault::point(&format!("atomic:{}", file_name(dir)));
         if dir.exists() {
             // rename(2) cannot replace a non-empty directory: move the old one
             // aside first; a crash in between leaves the old one under `.old`.

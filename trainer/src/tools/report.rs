@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::Value;
 
-use crate::plot::{svg, Chart, Series};
+use crate::tools::plot::{svg, Chart, Series};
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
@@ -144,12 +144,15 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     ];
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (i, p) in plots.iter().enumerate() {
-        shared::atomic::write_file(&a.out.join(format!("report-{}.svg", i + 1)), p.as_bytes())?;
+        shared::util::atomic::write_file(
+            &a.out.join(format!("report-{}.svg", i + 1)),
+            p.as_bytes(),
+        )?;
     }
     md.push_str(
         "\n![held-out](report-1.svg)\n\n![losses](report-2.svg)\n\n![selection](report-3.svg)\n",
     );
-    shared::atomic::write_file(&a.out.join("report.md"), md.as_bytes())?;
+    shared::util::atomic::write_file(&a.out.join("report.md"), md.as_bytes())?;
     println!("{md}");
     eprintln!("wrote {}", a.out.join("report.md").display());
     Ok(())

@@ -12,9 +12,9 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
-use crate::config::LlamaConfig;
 use crate::error::Result;
-use crate::loss::{inputs_and_targets, linear_cross_entropy, per_token_loss};
+use crate::model::config::LlamaConfig;
+use crate::model::loss::{inputs_and_targets, linear_cross_entropy, per_token_loss};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -65,7 +65,7 @@ impl Norm {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         Ok(match mode {
             Mode::Train if x.device().is_cpu() => {
-                crate::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
+                crate::model::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
             }
             Mode::Train => self.inner.forward_diff(x)?,
             Mode::Infer => self.inner.forward(x)?,
@@ -115,7 +115,7 @@ impl Rotary {
         let (cos, sin) = self.tables(x.dim(1)?)?;
         if x.device().is_cpu() {
             // One fused pass (transpose + rotate + scale), with its own backward.
-            return crate::fused::rope_to_heads(x, &cos, &sin, scale as f32);
+            return crate::model::fused::rope_to_heads(x, &cos, &sin, scale as f32);
         }
         let x = x.transpose(1, 2)?.contiguous()?;
         let y = match mode {
@@ -171,7 +171,7 @@ impl Attention {
         let val = candle_transformers::utils::repeat_kv(val, h / k)?.contiguous()?; // (B, H, T, D)
         let scores = q.matmul(&key.t()?)?; // (B, H, T, T)
         let probs = if scores.device().is_cpu() {
-            crate::fused::causal_softmax(&scores)? // mask + softmax in one pass, with backward
+            crate::model::fused::causal_softmax(&scores)? // mask + softmax in one pass, with backward
         } else {
             let scores = scores.broadcast_add(mask)?;
             match mode {
@@ -332,7 +332,7 @@ fn causal_mask(t: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::init_varmap;
+    use crate::model::checkpoint::init_varmap;
 
     /// candle's fused ops can silently cut the graph; ours must not: after one
     /// backward every trainable tensor has a finite, non-zero gradient.

@@ -4,9 +4,9 @@
 //! the tokenizer and `seq_len`. The tokens after the last full window are
 //! dropped and counted.
 
-use crate::corpus::{Corpus, Document};
 use crate::error::Result;
-use crate::tokenizer::Tokenizer;
+use crate::text::corpus::{Corpus, Document};
+use crate::text::tokenizer::Tokenizer;
 
 /// One packed window: `seq_len` tokens and the document each came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,8 +198,8 @@ mod tests {
     /// text than CHUNK_BYTES) packs exactly as its documents do one by one.
     #[test]
     fn chunked_pipeline_matches_packing_each_document() {
-        use crate::corpus::Corpus;
-        use crate::tokenizer::{train_bpe, Tokenizer};
+        use crate::text::corpus::Corpus;
+        use crate::text::tokenizer::{train_bpe, Tokenizer};
         use std::io::Write;
 
         let dir = std::env::temp_dir().join(format!("rho1-pack-{}", std::process::id()));

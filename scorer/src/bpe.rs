@@ -1,0 +1,42 @@
+//! `scorer tokenizer`: a byte-level BPE tokenizer trained on a corpus.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Result;
+use shared::text::corpus::{expand_inputs, Corpus};
+use shared::text::tokenizer::Tokenizer;
+
+pub fn train_tokenizer(
+    corpus: &[PathBuf],
+    vocab_size: usize,
+    out: &Path,
+    text_field: &str,
+) -> Result<()> {
+    let files = expand_inputs(corpus)?;
+    let failure = Mutex::new(None);
+    let texts = Corpus::new(files, text_field).map_while(|doc| match doc {
+        Ok(d) => Some(d.text),
+        Err(e) => {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            None
+        }
+    });
+    let started = Instant::now();
+    shared::text::tokenizer::train_bpe(texts, vocab_size, out)?;
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let _ = std::fs::remove_file(out);
+        return Err(e.into());
+    }
+    let tok = Tokenizer::load(out, None)?;
+    eprintln!(
+        "wrote {} ({} ids, end-of-text {:?} = {}) in {:.1}s",
+        out.display(),
+        tok.vocab_size(),
+        tok.eos_token(),
+        tok.eos_id(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Small infrastructure that every layer uses; nothing here knows about
+//! tokens, models or score sets.
+
+pub mod atomic; // files and directories that appear whole or not at all
+pub mod device; // `--device cpu|cuda[:N]` and CPU thread settings
+pub mod fault; // fault injection points for the crash tests
+pub mod guard; // decoder panics caught and turned into errors
+pub mod hash; // SHA-256 fingerprints
+pub mod parquet; // checks every Parquet reader runs before decoding untrusted files
+pub mod progress; // progress bars and log lines for long jobs
+pub mod rng; // the seeded SplitMix64 generator and permutations
