@@ -820,3 +820,93 @@ fn grad_accumulation_selects_over_the_global_batch() {
         assert!((a - b).abs() < 1e-4, "{key}: {a} vs {b}");
     }
 }
+
+/// Every regular file under `dir` (recursively) with its permission bits.
+fn file_modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let meta = std::fs::metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(file_modes(&p));
+        } else if meta.is_file() {
+            out.push((p, meta.permissions().mode() & 0o777));
+        }
+    }
+    out
+}
+
+/// Issue 18: checkpoints (weights and optimizer state included) and score
+/// sets get the mode the user's umask gives a new file, like every other file.
+#[test]
+fn written_files_follow_the_umask() {
+    let f = fixture_sets();
+    for (umask, want) in [("022", 0o644), ("077", 0o600)] {
+        let dir = f.dir.join(format!("umask-{umask}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (run, set) = (dir.join("run"), dir.join("set"));
+        let sh = |bin: &str, args: &[&str]| {
+            let status = Command::new("sh")
+                .arg("-c")
+                .arg(format!("umask {umask} && exec \"$@\""))
+                .arg("sh")
+                .arg(bin)
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{bin} {args:?} under umask {umask}");
+        };
+        let train = [
+            "train",
+            "--data",
+            s(&f.clean),
+            "--out",
+            s(&run),
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--eval-every",
+            "0",
+        ];
+        sh(TRAINER, &train);
+        let (model, heldout) = (run.join("final"), data("clean_heldout.jsonl.zst"));
+        let score = [
+            "score",
+            "--model",
+            s(&model),
+            "--corpus",
+            s(&heldout),
+            "--out",
+            s(&set),
+            "--seq-len",
+            "64",
+        ];
+        sh(&bin("scorer"), &score);
+        let files: Vec<_> = file_modes(&run)
+            .into_iter()
+            .chain(file_modes(&set))
+            .collect();
+        for name in ["model.safetensors", "optimizer.safetensors", "config.json"] {
+            assert!(
+                files
+                    .iter()
+                    .any(|(p, _)| p.ends_with(format!("final/{name}"))),
+                "{name}"
+            );
+        }
+        assert!(files.iter().any(|(p, _)| p.ends_with("part-00000.parquet")));
+        let wrong: Vec<_> = files.iter().filter(|(_, m)| *m != want).collect();
+        assert!(
+            wrong.is_empty(),
+            "umask {umask}: want {want:o}, got {wrong:?}"
+        );
+    }
+}
