@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
 use common::*;
@@ -47,6 +49,40 @@ fn edited_checkpoint(
     edit(&mut t);
     candle_core::safetensors::save(&t, out.join("model.safetensors")).unwrap();
     out
+}
+
+/// A copy of the GGUF fixture with its metadata and tensors changed by `edit`.
+fn edited_gguf(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(String, QTensor)>),
+) -> PathBuf {
+    let src = fixture("gguf/llama-mixed.gguf");
+    let mut f = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let mut meta: Vec<(String, Value)> = content.metadata.clone().into_iter().collect();
+    meta.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+    names.sort();
+    let mut tensors: Vec<(String, QTensor)> = names
+        .into_iter()
+        .map(|n| {
+            let t = content.tensor(&mut f, &n, &Device::Cpu).unwrap();
+            (n, t)
+        })
+        .collect();
+    edit(&mut meta, &mut tensors);
+    let out = dir.join(name);
+    let mut w = std::fs::File::create(&out).unwrap();
+    let m: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut w, &m, &t).unwrap();
+    out
+}
+
+fn set_meta(meta: &mut [(String, Value)], key: &str, value: &str) {
+    let slot = meta.iter_mut().find(|(k, _)| k == key).unwrap();
+    slot.1 = Value::String(value.to_string());
 }
 
 struct Case {
@@ -321,6 +357,118 @@ fn bad_input_fails_cleanly_naming_file_and_record() {
                 "model-00001-of-00002.safetensors",
                 "does not exist",
             ],
+        ),
+    ]);
+    // Issue 13: model families and GGUF files.
+    let yarn = dir.join("yarn");
+    std::fs::create_dir_all(&yarn).unwrap();
+    let cfg = std::fs::read_to_string(fixture("llama-mha/config.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    cfg["rope_parameters"] =
+        serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0});
+    write(&yarn.join("config.json"), cfg.to_string().as_bytes());
+    std::fs::copy(
+        fixture("llama-mha/model.safetensors"),
+        yarn.join("model.safetensors"),
+    )
+    .unwrap();
+    let short_window = dir.join("short-window");
+    std::fs::create_dir_all(&short_window).unwrap();
+    let cfg = std::fs::read_to_string(fixture("families/mistral/config.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    cfg["sliding_window"] = serde_json::json!(8);
+    write(
+        &short_window.join("config.json"),
+        cfg.to_string().as_bytes(),
+    );
+    std::fs::copy(
+        fixture("families/mistral/model.safetensors"),
+        short_window.join("model.safetensors"),
+    )
+    .unwrap();
+    let gguf_bytes = std::fs::read(fixture("gguf/llama-mixed.gguf")).unwrap();
+    let cut = write(
+        &dir.join("cut.gguf"),
+        &gguf_bytes[..gguf_bytes.len() * 3 / 5],
+    );
+    // The type field of one tensor's header entry set to a type no reader knows.
+    let mut odd = gguf_bytes.clone();
+    let name = b"blk.0.attn_v.weight";
+    let at = odd.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let dims = u32::from_le_bytes(odd[at..at + 4].try_into().unwrap()) as usize;
+    odd[at + 4 + 8 * dims..at + 8 + 8 * dims].copy_from_slice(&99u32.to_le_bytes());
+    let odd_type = write(&dir.join("odd-type.gguf"), &odd);
+    // The GGUF file as its own tokenizer (what --model FILE.gguf uses by default).
+    let gguf_tok_case = |name: &'static str, file: PathBuf, expect: &[&str]| {
+        model_case(name, file.clone(), &file, expect)
+    };
+    cases.extend([
+        model_case(
+            "unsupported rope type",
+            yarn,
+            &tok,
+            &["config.json", "unsupported rope type \"yarn\""],
+        ),
+        model_case(
+            "windows longer than a sliding window",
+            short_window,
+            &tok,
+            &["sliding attention window (8)", "--seq-len <= 8"],
+        ),
+        model_case(
+            "GGUF architecture",
+            edited_gguf(&dir, "falcon.gguf", |m, _| {
+                set_meta(m, "general.architecture", "falcon")
+            }),
+            &tok,
+            &["general.architecture", "falcon", "not supported"],
+        ),
+        model_case(
+            "GGUF tensor missing",
+            edited_gguf(&dir, "missing.gguf", |_, t| {
+                t.retain(|(n, _)| n != "blk.0.ffn_up.weight")
+            }),
+            &tok,
+            &["tensor blk.0.ffn_up.weight is missing"],
+        ),
+        model_case(
+            "GGUF tensor misshapen",
+            edited_gguf(&dir, "misshapen.gguf", |_, t| {
+                let z = Tensor::zeros((256, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
+                let slot = t
+                    .iter_mut()
+                    .find(|(n, _)| n == "blk.0.ffn_up.weight")
+                    .unwrap();
+                slot.1 = QTensor::quantize(&z, candle_core::quantized::GgmlDType::F32).unwrap();
+            }),
+            &tok,
+            &["tensor blk.0.ffn_up.weight", "[256, 256]", "[512, 256]"],
+        ),
+        model_case(
+            "GGUF cut short",
+            cut,
+            &tok,
+            &["cannot be read (file cut short?)"],
+        ),
+        model_case(
+            "GGUF unknown tensor type",
+            odd_type,
+            &tok,
+            &["not a readable GGUF file", "99"],
+        ),
+        gguf_tok_case(
+            "GGUF tokenizer model",
+            edited_gguf(&dir, "spm.gguf", |m, _| {
+                set_meta(m, "tokenizer.ggml.model", "llama")
+            }),
+            &["tokenizer.ggml.model", "\"llama\" is not supported"],
+        ),
+        gguf_tok_case(
+            "GGUF pre-tokenizer",
+            edited_gguf(&dir, "pre.gguf", |m, _| {
+                set_meta(m, "tokenizer.ggml.pre", "falcon")
+            }),
+            &["tokenizer.ggml.pre", "\"falcon\" is not supported"],
         ),
     ]);
     let empty = write(&dir.join("empty.jsonl"), b"");

@@ -910,3 +910,82 @@ fn written_files_follow_the_umask() {
         );
     }
 }
+
+/// Issue 13: `--init` from a checkpoint of every family, and from a GGUF
+/// file, trains and writes checkpoints of the same family (model_type,
+/// architecture, and every option of its config).
+#[test]
+fn init_from_every_family_and_gguf_keeps_the_family() {
+    use shared::model::checkpoint::Checkpoint;
+    let f = fixture_sets();
+    let dev = candle_core::Device::Cpu;
+    let train = |init: &Path, data: &Path, out: &Path| {
+        let _ = std::fs::remove_dir_all(out);
+        run_ok(
+            TRAINER,
+            &[
+                "train",
+                "--init",
+                s(init),
+                "--data",
+                s(data),
+                "--out",
+                s(out),
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "2",
+                "--eval-every",
+                "0",
+            ],
+        );
+    };
+    for (name, model_type) in [
+        ("llama3", "llama"),
+        ("llama-linear", "llama"),
+        ("mistral", "mistral"),
+        ("qwen2", "qwen2"),
+        ("qwen3", "qwen3"),
+    ] {
+        let init = fixture(&format!("families/{name}"));
+        let out = f.dir.join(format!("init-{name}"));
+        train(&init, &f.clean, &out);
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("final/config.json")).unwrap())
+                .unwrap();
+        assert_eq!(written["model_type"], model_type, "{name}");
+        let (a, b) = (
+            Checkpoint::load(&init, candle_core::DType::F32, &dev).unwrap(),
+            Checkpoint::load(&out.join("final"), candle_core::DType::F32, &dev).unwrap(),
+        );
+        assert_eq!(a.config, b.config, "{name}: the written config differs");
+        let mut names: Vec<_> = a.tensors.keys().collect();
+        let mut written_names: Vec<_> = b.tensors.keys().collect();
+        names.sort();
+        written_names.sort();
+        assert_eq!(names, written_names, "{name}");
+    }
+    // A GGUF model with its own tokenizer: data packed with the same file.
+    let gguf = fixture("gguf/llama-mixed.gguf");
+    let packed = f.dir.join("gguf-packed");
+    let _ = std::fs::remove_dir_all(&packed);
+    run_ok(
+        &bin("scorer"),
+        &[
+            "pack",
+            "--tokenizer",
+            s(&gguf),
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--out",
+            s(&packed),
+            "--seq-len",
+            "64",
+        ],
+    );
+    let out = f.dir.join("init-gguf");
+    train(&gguf, &packed, &out);
+    let b = Checkpoint::load(&out.join("final"), candle_core::DType::F32, &dev).unwrap();
+    assert_eq!((b.config.vocab_size, b.config.hidden_size), (512, 256));
+    assert!(!b.config.tie_word_embeddings);
+}

@@ -315,8 +315,12 @@ impl<'a> Job<'a> {
         }
         let tok_copy = s.out.join(shared::model::checkpoint::TOKENIZER_FILE);
         if !tok_copy.exists() {
-            let bytes = std::fs::read(&s.tokenizer)
-                .with_context(|| format!("reading {}", s.tokenizer.display()))?;
+            let bytes = if shared::util::gguf::is_gguf(&s.tokenizer) {
+                self.tokenizer.to_json()?.into_bytes() // built from the GGUF metadata
+            } else {
+                std::fs::read(&s.tokenizer)
+                    .with_context(|| format!("reading {}", s.tokenizer.display()))?
+            };
             shared::util::atomic::write_file(&tok_copy, &bytes)?;
         }
         let docs = s.out.join(DOCUMENTS_FILE);
@@ -392,6 +396,9 @@ fn load_reference(
             ckpt.config.vocab_size
         );
     }
+    ckpt.config
+        .check_window(s.seq_len - 1)
+        .with_context(|| format!("--model {}", dir.display()))?;
     let info = ModelInfo {
         fingerprint: Checkpoint::fingerprint(dir)?,
         path: dir.display().to_string(),

@@ -68,10 +68,12 @@ enum Command {
     },
     /// Score every token of a corpus with a reference model (ref_loss shards).
     Score {
-        /// Hugging Face checkpoint directory (config.json + model.safetensors).
+        /// Hugging Face checkpoint directory (config.json + model.safetensors;
+        /// Llama, Mistral, Qwen2, Qwen3) or a GGUF file.
         #[arg(long)]
         model: PathBuf,
-        /// tokenizer.json to use (default: the model directory's).
+        /// tokenizer.json to use (default: the model directory's, or the GGUF
+        /// file's own tokenizer).
         #[arg(long)]
         tokenizer: Option<PathBuf>,
         #[command(flatten)]
@@ -250,8 +252,14 @@ fn run(cli: Cli) -> Result<()> {
             common,
         } => {
             shared::util::device::set_threads(common.threads);
-            let tokenizer =
-                tokenizer.unwrap_or_else(|| model.join(shared::model::checkpoint::TOKENIZER_FILE));
+            // A GGUF file carries its tokenizer; a directory has tokenizer.json.
+            let tokenizer = tokenizer.unwrap_or_else(|| {
+                if model.is_file() {
+                    model.clone()
+                } else {
+                    model.join(shared::model::checkpoint::TOKENIZER_FILE)
+                }
+            });
             if !tokenizer.is_file() {
                 bail!(
                     "no tokenizer: {} does not exist (pass --tokenizer FILE)",

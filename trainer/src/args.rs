@@ -91,7 +91,9 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_config: Option<PathBuf>,
-    /// Start from this Hugging Face checkpoint directory (continued pretraining).
+    /// Start from this Hugging Face checkpoint directory (Llama, Mistral,
+    /// Qwen2, Qwen3) or GGUF file (continued pretraining); checkpoints keep
+    /// its model_type.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
@@ -306,8 +308,14 @@ impl Settings {
             }
         }
         match &self.model {
-            ModelSource::Init(d) if !d.join(shared::model::checkpoint::CONFIG_FILE).is_file() => {
-                bail!("--init {}: no config.json there", d.display())
+            ModelSource::Init(d)
+                if !shared::util::gguf::is_gguf(d)
+                    && !d.join(shared::model::checkpoint::CONFIG_FILE).is_file() =>
+            {
+                bail!(
+                    "--init {}: neither a checkpoint directory with config.json nor a GGUF file",
+                    d.display()
+                )
             }
             ModelSource::Config(c) if !c.is_file() => {
                 bail!("--model-config {}: no such file", c.display())

@@ -183,7 +183,11 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         );
     }
     if let ModelSource::Init(dir) = &s.model {
-        let p = dir.join(shared::model::checkpoint::TOKENIZER_FILE);
+        let p = if dir.is_file() {
+            dir.clone() // a GGUF file carries its tokenizer
+        } else {
+            dir.join(shared::model::checkpoint::TOKENIZER_FILE)
+        };
         if p.is_file() {
             let t = Tokenizer::load(&p, Some(&tok_info.eos_token))
                 .or_else(|_| Tokenizer::load(&p, None))?;
@@ -206,6 +210,7 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         );
     }
     data.validate(cfg.vocab_size, need_ref)?;
+    cfg.check_window(data.seq_len() - 1)?; // a window predicts from seq_len - 1 tokens
     Ok(Checked {
         data,
         eval_set,

@@ -26,8 +26,17 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Reads and checks a checkpoint directory; weights are converted to `dtype`.
+    /// Reads and checks a checkpoint directory (or a GGUF file); weights are
+    /// converted to `dtype`.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if crate::util::gguf::is_gguf(dir) {
+            let (config, tensors) = crate::model::gguf::load(dir, dtype, device)?;
+            return Ok(Checkpoint {
+                dir: dir.to_path_buf(),
+                config,
+                tensors,
+            });
+        }
         if !dir.is_dir() {
             return Err(Error::checkpoint(dir, "not a directory"));
         }
@@ -83,7 +92,11 @@ impl Checkpoint {
     /// A short fingerprint of the weights and config (hash of the files' bytes).
     pub fn fingerprint(dir: &Path) -> Result<String> {
         let mut paths = vec![dir.join(CONFIG_FILE)];
-        paths.extend(weight_files(dir)?);
+        if dir.is_file() {
+            paths = vec![dir.to_path_buf()]; // a GGUF file holds everything
+        } else {
+            paths.extend(weight_files(dir)?);
+        }
         let mut h = crate::util::hash::Hasher::new();
         for p in paths {
             h.update_file(&p)?;
@@ -243,7 +256,7 @@ pub fn write_files(
 }
 
 /// Fresh weights for `cfg`, drawn from a seeded generator: matrices N(0, std),
-/// norm gains 1. Deterministic for a given seed on every platform.
+/// norm gains 1, biases 0. Deterministic for a given seed on every platform.
 pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> Result<VarMap> {
     let varmap = VarMap::new();
     {
@@ -253,7 +266,9 @@ pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> R
             .map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
         for (name, shape) in expected_tensors(cfg) {
             let n: usize = shape.iter().product();
-            let values: Vec<f32> = if shape.len() == 1 {
+            let values: Vec<f32> = if name.ends_with(".bias") {
+                vec![0.0; n]
+            } else if shape.len() == 1 {
                 vec![1.0; n]
             } else {
                 let mut rng = crate::util::rng::Rng::derive(seed, &name);

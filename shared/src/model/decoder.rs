@@ -1,5 +1,7 @@
 //! A Llama-family decoder with Hugging Face weight names, returning logits for
-//! every position.
+//! every position. The families of `config.rs` (Llama, Mistral, Qwen2, Qwen3)
+//! are options on these blocks: projection biases, per-head q/k norms and
+//! rotary scaling.
 //!
 //! Shape legend: B batch, T tokens, C hidden, H query heads, K key/value heads,
 //! D head dim, I SwiGLU width, V vocabulary.
@@ -13,7 +15,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
 use crate::error::Result;
-use crate::model::config::LlamaConfig;
+use crate::model::config::{LlamaConfig, RopeScaling};
 use crate::model::loss::{inputs_and_targets, linear_cross_entropy, per_token_loss};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,22 @@ pub fn expected_tensors(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
             (format!("{p}.mlp.up_proj.weight"), vec![i, c]),
             (format!("{p}.mlp.down_proj.weight"), vec![c, i]),
         ]);
+        if cfg.has_qkv_bias() {
+            out.extend([
+                (format!("{p}.self_attn.q_proj.bias"), vec![q]),
+                (format!("{p}.self_attn.k_proj.bias"), vec![kv]),
+                (format!("{p}.self_attn.v_proj.bias"), vec![kv]),
+            ]);
+        }
+        if cfg.has_o_bias() {
+            out.push((format!("{p}.self_attn.o_proj.bias"), vec![c]));
+        }
+        if cfg.has_qk_norm() {
+            out.extend([
+                (format!("{p}.self_attn.q_norm.weight"), vec![cfg.head_dim]),
+                (format!("{p}.self_attn.k_norm.weight"), vec![cfg.head_dim]),
+            ]);
+        }
     }
     out.push(("model.norm.weight".to_string(), vec![c]));
     if !cfg.tie_word_embeddings {
@@ -77,6 +95,52 @@ fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, None))
 }
 
+fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let b = if bias {
+        Some(vb.get(out_dim, "bias")?)
+    } else {
+        None
+    };
+    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, b))
+}
+
+/// Inverse rotary frequencies, scaled as `rope_scaling` says (transformers'
+/// `_compute_linear_scaling_rope_parameters` / `_compute_llama3_parameters`).
+fn inv_freqs(cfg: &LlamaConfig) -> Vec<f32> {
+    let d = cfg.head_dim;
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
+        .collect();
+    let scaled = |f: f64| -> f64 {
+        match &cfg.rope_scaling {
+            None => f,
+            Some(RopeScaling::Linear { factor }) => f / factor,
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            }) => {
+                let old = *old as f64;
+                let wavelen = 2.0 * std::f64::consts::PI / f;
+                if wavelen < old / high_freq_factor {
+                    f // high frequencies: kept
+                } else if wavelen > old / low_freq_factor {
+                    f / factor // low frequencies: scaled
+                } else {
+                    let smooth =
+                        (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * f / factor + smooth * f
+                }
+            }
+        }
+    };
+    // transformers computes the base frequencies in f32, then scales them.
+    base.into_iter()
+        .map(|f| scaled(f as f32 as f64) as f32)
+        .collect()
+}
+
 /// Rotary tables in the Hugging Face convention (halves rotated, not interleaved).
 struct Rotary {
     cos: Tensor, // (T_max, D/2)
@@ -86,9 +150,7 @@ struct Rotary {
 impl Rotary {
     fn new(cfg: &LlamaConfig, len: usize, dtype: DType, dev: &Device) -> Result<Self> {
         let d = cfg.head_dim;
-        let inv_freq: Vec<f32> = (0..d / 2)
-            .map(|i| (1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64)) as f32)
-            .collect();
+        let inv_freq = inv_freqs(cfg);
         // transformers multiplies in f32: do the same so the angles match bit for bit.
         let mut cos = Vec::with_capacity(len * d / 2);
         let mut sin = Vec::with_capacity(len * d / 2);
@@ -131,6 +193,9 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// Qwen3: RMSNorm over each head's D values of q and k, before the rotation.
+    q_norm: Option<Norm>,
+    k_norm: Option<Norm>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -140,11 +205,19 @@ impl Attention {
     fn load(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
         let (c, d) = (cfg.hidden_size, cfg.head_dim);
         let (h, k) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let (qkv_bias, o_bias) = (cfg.has_qkv_bias(), cfg.has_o_bias());
+        let qk_norm = |name: &str| -> Result<Option<Norm>> {
+            cfg.has_qk_norm()
+                .then(|| Norm::load(d, cfg.rms_norm_eps, vb.pp(name)))
+                .transpose()
+        };
         Ok(Attention {
-            q_proj: linear(c, h * d, vb.pp("q_proj"))?,
-            k_proj: linear(c, k * d, vb.pp("k_proj"))?,
-            v_proj: linear(c, k * d, vb.pp("v_proj"))?,
-            o_proj: linear(h * d, c, vb.pp("o_proj"))?,
+            q_proj: linear_b(c, h * d, qkv_bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(c, k * d, qkv_bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(c, k * d, qkv_bias, vb.pp("v_proj"))?,
+            o_proj: linear_b(h * d, c, o_bias, vb.pp("o_proj"))?,
+            q_norm: qk_norm("q_norm")?,
+            k_norm: qk_norm("k_norm")?,
             heads: h,
             kv_heads: k,
             head_dim: d,
@@ -154,13 +227,15 @@ impl Attention {
     fn forward(&self, x: &Tensor, rot: &Rotary, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, k, d) = (self.heads, self.kv_heads, self.head_dim);
-        // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
-        let q = rot.to_heads(
-            &self.q_proj.forward(x)?.reshape((b, t, h, d))?,
-            1.0 / (d as f64).sqrt(),
-            mode,
-        )?; // (B, H, T, D)
-        let key = rot.to_heads(&self.k_proj.forward(x)?.reshape((b, t, k, d))?, 1.0, mode)?; // (B, K, T, D)
+        let norm = |n: &Option<Norm>, x: Tensor| match n {
+            Some(n) => n.forward(&x, mode),
+            None => Ok(x),
+        };
+        let q = norm(&self.q_norm, self.q_proj.forward(x)?.reshape((b, t, h, d))?)?; // (B, T, H, D)
+        let key = norm(&self.k_norm, self.k_proj.forward(x)?.reshape((b, t, k, d))?)?; // (B, T, K, D)
+                                                                                       // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
+        let q = rot.to_heads(&q, 1.0 / (d as f64).sqrt(), mode)?; // (B, H, T, D)
+        let key = rot.to_heads(&key, 1.0, mode)?; // (B, K, T, D)
         let val = self
             .v_proj
             .forward(x)?
@@ -305,6 +380,7 @@ impl Llama {
     /// ids (B, T) -> final hidden states (B, T, C), after the last norm.
     fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
+        self.cfg.check_window(t)?;
         let longer;
         let rot = if t > self.rotary.cos.dim(0)? {
             longer = Rotary::new(&self.cfg, t, self.rotary.cos.dtype(), ids.device())?;

@@ -53,12 +53,12 @@ impl CustomOp1 for CausalSoftmax {
                 for i in 0..t {
                     let (row, o) = (&x[i * t..i * t + i + 1], &mut o[i * t..i * t + i + 1]);
                     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
+                    let mut sum = 0f64; // f64: see row_lse in loss.rs
                     for (oj, xj) in o.iter_mut().zip(row) {
                         *oj = (xj - max).exp();
-                        sum += *oj;
+                        sum += *oj as f64;
                     }
-                    let inv = 1.0 / sum;
+                    let inv = (1.0 / sum) as f32;
                     o.iter_mut().for_each(|v| *v *= inv);
                 }
             });
@@ -119,8 +119,9 @@ struct RmsNorm {
 }
 
 fn inv_rms(row: &[f32], eps: f32) -> f32 {
-    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-    1.0 / (ms + eps).sqrt()
+    // Accumulated in f64 (see row_lse in loss.rs); hidden sizes reach 8192.
+    let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / row.len() as f64;
+    (1.0 / (ms + eps as f64).sqrt()) as f32
 }
 
 impl CustomOp2 for RmsNorm {

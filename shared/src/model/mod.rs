@@ -2,10 +2,11 @@
 //! per-token loss it is scored and trained with, the fused CPU kernels under
 //! both, and checkpoint I/O.
 
-pub mod checkpoint; // Hugging Face checkpoint directories: load, save, init
+pub mod checkpoint; // Hugging Face checkpoint directories (or GGUF files): load, save, init
 pub mod config; // config.json: the family's hyperparameters and presets
 pub mod decoder; // the decoder blocks and their forward pass
 pub mod fused; // fused CPU kernels with their own backward
+pub mod gguf; // llama.cpp GGUF files: config, dequantized tensors, HF names
 pub mod loss; // per-token cross-entropy, and the fused LM head + CE
 
 pub use decoder::{expected_tensors, Llama, Mode};

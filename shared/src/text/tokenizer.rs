@@ -1,6 +1,8 @@
 //! Hugging Face `tokenizer.json` files: loading (the `tokenizers` crate, no
 //! network features), byte-level BPE training, the end-of-text token packing
-//! needs, and a fingerprint that score sets record.
+//! needs, and a fingerprint that score sets record. A GGUF model file's
+//! `tokenizer.ggml.*` metadata is read as a tokenizer too (GPT-2-style
+//! byte-level BPE, with the pre-tokenizer its `tokenizer.ggml.pre` names).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,25 @@ pub struct Tokenizer {
     eos_id: u32,
     eos_token: String,
     fingerprint: String,
+    /// GPT-2-style byte-level vocabulary: each character of a token string
+    /// stands for one byte.
+    byte_level: bool,
+}
+
+/// GPT-2's byte -> character table, inverted: the byte a character of a
+/// byte-level BPE vocabulary stands for.
+fn byte_level_char(c: char) -> Option<u8> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let c = c as u32;
+    if c < 256 {
+        return printable(c).then_some(c as u8);
+    }
+    // The other 68 bytes, in order, stand as 256, 257, ...
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth((c - 256) as usize)
+        .map(|b| b as u8)
 }
 
 impl Tokenizer {
@@ -39,9 +60,13 @@ impl Tokenizer {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
+        let inner = if crate::util::gguf::is_gguf(path) {
+            from_gguf(path)?
+        } else {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            tokenizers::Tokenizer::from_bytes(&bytes)
+                .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?
+        };
         let (eos_token, eos_id) = match eos {
             Some(t) => {
                 let id = inner
@@ -61,12 +86,23 @@ impl Tokenizer {
         // The crate's own serialisation is canonical (sorted vocabulary), so
         // the same tokenizer saved twice has the same fingerprint.
         let canonical = inner.to_string(false).map_err(|e| err(e.to_string()))?;
+        let byte_level =
+            serde_json::to_string(&inner.get_decoder()).is_ok_and(|d| d.contains("\"ByteLevel\""));
         Ok(Tokenizer {
+            byte_level,
             fingerprint: hash_bytes(canonical.as_bytes()),
             inner,
             path: path.to_path_buf(),
             eos_id,
             eos_token,
+        })
+    }
+
+    /// The tokenizer as `tokenizer.json` text (canonical: the fingerprint's input).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| Error::Tokenizer {
+            path: self.path.clone(),
+            reason: e.to_string(),
         })
     }
 
@@ -121,9 +157,144 @@ impl Tokenizer {
         (raw, text)
     }
 
+    /// The bytes one token stands for in the text: a byte-level vocabulary
+    /// string mapped back to its bytes, a `<0xHH>` byte-fallback token as that
+    /// byte, anything else (added tokens, other vocabularies) as its decoded
+    /// text. A character the tokenizer split over several tokens has some of
+    /// its bytes in each, so a token's bytes need not be valid UTF-8.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let raw = self.inner.id_to_token(id).unwrap_or_default();
+        let is_added = self.inner.get_added_tokens_decoder().contains_key(&id);
+        if self.byte_level && !is_added {
+            if let Some(bytes) = raw
+                .chars()
+                .map(byte_level_char)
+                .collect::<Option<Vec<u8>>>()
+            {
+                return bytes;
+            }
+        }
+        if let Some(hex) = raw.strip_prefix("<0x").and_then(|r| r.strip_suffix('>')) {
+            if let (2, Ok(b)) = (hex.len(), u8::from_str_radix(hex, 16)) {
+                return vec![b];
+            }
+        }
+        self.piece(id).1.into_bytes()
+    }
+
     pub fn decode(&self, ids: &[u32]) -> String {
         self.inner.decode(ids, false).unwrap_or_default()
     }
+}
+
+/// The pre-tokenizer regexes of llama.cpp's `tokenizer.ggml.pre` kinds
+/// (llama-vocab.cpp), as the models' own tokenizer.json files have them.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A tokenizer from a GGUF file's `tokenizer.ggml.*` metadata. Only
+/// GPT-2-style byte-level BPE (`tokenizer.ggml.model = gpt2`) is built, with
+/// the pre-tokenizer of a known `tokenizer.ggml.pre`; anything else is
+/// refused by name rather than tokenized differently from the model's own
+/// tokenizer.
+fn from_gguf(path: &Path) -> Result<tokenizers::Tokenizer> {
+    use tokenizers::normalizers::unicode::NFC;
+    use tokenizers::pre_tokenizers::digits::Digits;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
+
+    let err = |reason: String| Error::Tokenizer {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let g = crate::util::gguf::Gguf::open(path)?;
+    let model = g.string("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(err(format!(
+            "tokenizer.ggml.model = {model:?} is not supported: only \"gpt2\" (byte-level BPE) is; pass --tokenizer tokenizer.json"
+        )));
+    }
+    let pre = if g.has("tokenizer.ggml.pre") {
+        g.string("tokenizer.ggml.pre")?
+    } else {
+        "default".to_string()
+    };
+    let byte_level = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
+    let split = |re: &str| -> Result<PreTokenizerWrapper> {
+        let s = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| err(e.to_string()))?;
+        Ok(s.into())
+    };
+    let (normalize, pre_tokenizer) = match pre.as_str() {
+        "default" | "gpt2" => (false, byte_level(true)),
+        "smollm" => (
+            false,
+            Sequence::new(vec![Digits::new(true).into(), byte_level(true)]).into(),
+        ),
+        "llama-bpe" | "llama3" | "smaug-bpe" => (
+            false,
+            Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level(false)]).into(),
+        ),
+        "qwen2" => (
+            true,
+            Sequence::new(vec![split(QWEN2_SPLIT)?, byte_level(false)]).into(),
+        ),
+        other => {
+            return Err(err(format!(
+                "tokenizer.ggml.pre = {other:?} is not supported (supported: gpt2, smollm, llama-bpe, qwen2); pass --tokenizer tokenizer.json"
+            )))
+        }
+    };
+    let tokens = g.strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = g
+        .strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| {
+                    err(format!(
+                        "tokenizer.ggml.merges[{i}] = {m:?} is not two tokens"
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| err(format!("tokenizer.ggml.tokens / merges: {e}")))?;
+    let mut tok = tokenizers::Tokenizer::new(bpe);
+    if normalize {
+        tok.with_normalizer(Some(NFC));
+    }
+    tok.with_pre_tokenizer(Some(pre_tokenizer));
+    tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
+    // Control and user-defined tokens (llama.cpp token types 3 and 4) are
+    // special, as in the model's own tokenizer.json.
+    let types = if g.has("tokenizer.ggml.token_type") {
+        g.uints("tokenizer.ggml.token_type")?
+    } else {
+        Vec::new()
+    };
+    let special: Vec<AddedToken> = types
+        .iter()
+        .zip(&tokens)
+        .filter(|(t, _)| matches!(t, 3 | 4))
+        .map(|(_, s)| AddedToken::from(s.clone(), true))
+        .collect();
+    tok.add_special_tokens(&special);
+    Ok(tok)
 }
 
 /// Trains a byte-level BPE tokenizer (GPT-2 style, no prefix space) with
@@ -164,4 +335,30 @@ where
     let tok: tokenizers::Tokenizer = tok.into();
     let json = tok.to_string(true).map_err(|e| err(e.to_string()))?;
     crate::util::atomic::write_file(out, json.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bytes_rebuild_the_text_even_inside_a_character() {
+        let dir = std::env::temp_dir().join(format!("rho1-tok-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokenizer.json");
+        let texts = (0..50).map(|i| format!("the cafe {i} costs 3 dollars, plain ascii text"));
+        train_bpe(texts, 300, &path).unwrap();
+        let tok = Tokenizer::load(&path, None).unwrap();
+        assert!(tok.byte_level);
+        let text = "Caf\u{e9} \u{2019}s na\u{ef}ve: \u{6570}\u{5b66} \u{1f642}!";
+        let ids = &tok.encode_batch(&[text]).unwrap()[0];
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| tok.token_bytes(id)).collect();
+        assert_eq!(bytes, text.as_bytes());
+        // Some token holds part of a character: its bytes alone are not UTF-8.
+        assert!(ids
+            .iter()
+            .any(|&id| std::str::from_utf8(&tok.token_bytes(id)).is_err()));
+        assert_eq!(tok.token_bytes(tok.eos_id()), DEFAULT_EOS.as_bytes());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

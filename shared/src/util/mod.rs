@@ -4,6 +4,7 @@
 pub mod atomic; // files and directories that appear whole or not at all
 pub mod device; // `--device cpu|cuda[:N]` and CPU thread settings
 pub mod fault; // fault injection points for the crash tests
+pub mod gguf; // the GGUF container: metadata look-ups, tensors dequantized
 pub mod guard; // decoder panics caught and turned into errors
 pub mod hash; // SHA-256 fingerprints
 pub mod parquet; // checks every Parquet reader runs before decoding untrusted files
