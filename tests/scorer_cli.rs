@@ -593,6 +593,17 @@ fn export_writes_a_loss_mask_of_exactly_k_tokens() {
         SCORER,
         &score_args(&fixture("llama-gqa"), &tok, &corpus, &reference),
     );
+    // Issue 17: characters the byte-level BPE splits over several tokens.
+    let written = "What\u{2019}s Next: caf\u{e9} cr\u{e8}me, na\u{ef}ve \u{6570}\u{5b66} \u{1f642}";
+    let doc = format!("{written}. The sum of the first n odd numbers is n squared, and so on.");
+    let unicode = dir.join("unicode.jsonl");
+    let line = serde_json::json!({ "text": doc.repeat(4) }).to_string();
+    std::fs::write(&unicode, format!("{line}\n")).unwrap();
+    let unicode_set = dir.join("unicode-set");
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-gqa"), &tok, &unicode, &unicode_set),
+    );
     run_ok(
         SCORER,
         &score_args(&fixture("llama-mha"), &tok, &corpus, &live),
@@ -803,6 +814,17 @@ fn view_page_renders_in_a_real_browser_without_console_errors() {
         SCORER,
         &score_args(&fixture("llama-gqa"), &tok, &corpus, &reference),
     );
+    // Issue 17: characters the byte-level BPE splits over several tokens.
+    let written = "What\u{2019}s Next: caf\u{e9} cr\u{e8}me, na\u{ef}ve \u{6570}\u{5b66} \u{1f642}";
+    let doc = format!("{written}. The sum of the first n odd numbers is n squared, and so on.");
+    let unicode = dir.join("unicode.jsonl");
+    let line = serde_json::json!({ "text": doc.repeat(4) }).to_string();
+    std::fs::write(&unicode, format!("{line}\n")).unwrap();
+    let unicode_set = dir.join("unicode-set");
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-gqa"), &tok, &unicode, &unicode_set),
+    );
     run_ok(
         SCORER,
         &score_args(&fixture("llama-mha"), &tok, &corpus, &live),
@@ -838,6 +860,7 @@ fn view_page_renders_in_a_real_browser_without_console_errors() {
                 "0.5",
             ],
         ),
+        ("unicode", vec!["view", "--set", s(&unicode_set)]),
     ];
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
@@ -891,7 +914,41 @@ fn view_page_renders_in_a_real_browser_without_console_errors() {
             "{name}: no screenshot ({} bytes)\n{log}",
             png.len()
         );
+        if name == "unicode" {
+            // The text as the browser holds it: the DOM, tags stripped.
+            let dom = Command::new(browser)
+                .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+                .arg(format!("file://{}", html.display()))
+                .output()
+                .unwrap();
+            let dom = String::from_utf8(dom.stdout).unwrap();
+            let mut rendered = String::new();
+            let mut in_tag = false;
+            for c in dom.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => rendered.push(c),
+                    _ => {}
+                }
+            }
+            assert!(
+                rendered.contains(written),
+                "not rendered as written:\n{rendered}"
+            );
+            assert!(
+                !rendered.contains('\u{fffd}'),
+                "replacement characters:\n{rendered}"
+            );
+        }
     }
+    // The page itself: the split characters stand whole inside one span each.
+    let page = std::fs::read_to_string(dir.join("unicode.html")).unwrap();
+    for c in ["\u{2019}", "\u{e9}", "\u{6570}", "\u{1f642}"] {
+        assert!(page.contains(c), "{c} missing from the page");
+    }
+    assert!(!page.contains('\u{fffd}'));
+    assert!(page.contains(" tokens: id "), "no grouped span");
 }
 
 #[test]
@@ -969,4 +1026,63 @@ fn parquet_and_text_corpora_are_read() {
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["num_documents"], 2);
     assert_eq!(m["skipped_empty_documents"], 1);
+}
+
+/// Issue 13: `--model FILE.gguf` with no --tokenizer scores with the file's
+/// own tokenizer, copies it into the set as tokenizer.json, and records the
+/// file's fingerprint; the losses are the model's.
+#[test]
+fn gguf_model_scores_with_its_own_tokenizer() {
+    let dir = scratch("gguf_score");
+    let gguf = fixture("gguf/llama-mixed.gguf");
+    let out = dir.join("set");
+    run_ok(
+        SCORER,
+        &[
+            "score",
+            "--model",
+            s(&gguf),
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--out",
+            s(&out),
+            "--seq-len",
+            "64",
+        ],
+    );
+    let set = ScoreSet::open(&out).unwrap();
+    let from_file = shared::text::tokenizer::Tokenizer::load(&gguf, None).unwrap();
+    let copied =
+        shared::text::tokenizer::Tokenizer::load(&out.join("tokenizer.json"), None).unwrap();
+    assert_eq!(copied.fingerprint(), from_file.fingerprint());
+    assert_eq!(
+        set.manifest().job.tokenizer.fingerprint,
+        from_file.fingerprint()
+    );
+    let model_info = set.manifest().job.reference_model.clone().unwrap();
+    assert_eq!(
+        model_info.fingerprint,
+        Checkpoint::fingerprint(&gguf).unwrap()
+    );
+    assert_eq!(model_info.vocab_size, 512);
+
+    let all = set.read_all().unwrap();
+    let t = all.seq_len;
+    let dev = Device::Cpu;
+    let model = Checkpoint::load(&gguf, DType::F32, &dev)
+        .unwrap()
+        .infer_model(&dev)
+        .unwrap();
+    let ids = Tensor::from_slice(&all.tokens[..2 * t], (2, t), &dev).unwrap();
+    let got = model.token_losses(&ids).unwrap().to_vec2::<f32>().unwrap();
+    let stored = all.ref_loss.unwrap();
+    for (w, row) in got.iter().enumerate() {
+        for (p, x) in row.iter().enumerate() {
+            assert!(
+                (x - stored[w * t + p + 1]).abs() < 1e-5,
+                "window {w} position {}",
+                p + 1
+            );
+        }
+    }
 }

@@ -2,7 +2,12 @@
 //! shows documents token by token, coloured by reference loss, by excess loss
 //! against a second score set of the same windows, or by kept/dropped at a
 //! ratio; with a legend and per-document statistics. Token text is decoded
-//! by the set's tokenizer, whitespace and LaTeX shown as written.
+//! by the set's tokenizer, whitespace and LaTeX shown as written; a
+//! character that the tokenizer split over several tokens (accents, curly
+//! quotes, CJK, emoji in a byte-level BPE) is shown whole, in one span
+//! coloured by the mean of its tokens' values, the parts in its hover text.
+//! The colours are a diverging blue-white-red (ColorBrewer RdBu), which
+//! reads for the common colour-vision deficiencies.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,11 +19,11 @@ use shared::text::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorBy {
-    /// Reference loss: low (green) to high (red).
+    /// Reference loss: low (blue) through white to high (red), 5th to 95th percentile.
     Loss,
-    /// Excess loss, --against minus reference: negative (blue) to positive (red).
+    /// Excess loss, --against minus reference: negative (blue), zero (white), positive (red).
     Excess,
-    /// Kept (green) or dropped (grey) at --ratio, lowest reference loss kept
+    /// Kept (blue) or dropped (grey) at --ratio, lowest reference loss kept
     /// (or highest excess with --against).
     Kept,
 }
@@ -30,15 +35,56 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Background colour for a value in [0, 1] on a green-yellow-red ramp.
+/// Background colour for a value in [0, 1] on a diverging blue (0), white
+/// (0.5), red (1) ramp: ColorBrewer's RdBu ends and middle.
 fn ramp(x: f64) -> String {
+    const BLUE: [f64; 3] = [33.0, 102.0, 172.0];
+    const WHITE: [f64; 3] = [247.0, 247.0, 247.0];
+    const RED: [f64; 3] = [178.0, 24.0, 43.0];
     let x = x.clamp(0.0, 1.0);
-    let (r, g) = if x < 0.5 {
-        (255.0 * x * 2.0, 200.0)
+    let (a, b, t) = if x < 0.5 {
+        (BLUE, WHITE, x * 2.0)
     } else {
-        (255.0, 200.0 * (1.0 - x) * 2.0)
+        (WHITE, RED, (x - 0.5) * 2.0)
     };
-    format!("rgba({:.0},{:.0},60,0.45)", r, g)
+    let c = |i: usize| a[i] + (b[i] - a[i]) * t;
+    format!("rgba({:.0},{:.0},{:.0},0.6)", c(0), c(1), c(2))
+}
+
+const KEPT: &str = "background:rgba(33,102,172,0.45)";
+const DROPPED: &str = "background:rgba(150,150,150,0.35)";
+const PARTLY_KEPT: &str = "background:repeating-linear-gradient(45deg,rgba(33,102,172,0.45) 0 4px,rgba(150,150,150,0.35) 4px 8px)";
+const NOT_PREDICTED: &str = "border:1px dashed #999";
+
+/// Runs of consecutive tokens whose bytes form valid UTF-8 only together,
+/// as (index range, text): a token that ends inside a multi-byte character
+/// is grouped with the tokens that complete it. Bytes that never become
+/// valid end their group and show as U+FFFD, as any decoder would.
+fn utf8_groups(tokens: &[Vec<u8>]) -> Vec<(std::ops::Range<usize>, String)> {
+    const MAX_GROUP: usize = 16;
+    let mut out = Vec::new();
+    let (mut start, mut acc) = (0, Vec::new());
+    for (i, b) in tokens.iter().enumerate() {
+        acc.extend_from_slice(b);
+        let text = match std::str::from_utf8(&acc) {
+            Ok(t) => Some(t.to_string()),
+            // incomplete only at the end: the next token may complete it
+            Err(e) if e.error_len().is_none() && i + 1 - start < MAX_GROUP => None,
+            Err(_) => Some(String::from_utf8_lossy(&acc).into_owned()),
+        };
+        if let Some(t) = text {
+            out.push((start..i + 1, t));
+            start = i + 1;
+            acc.clear();
+        }
+    }
+    if !acc.is_empty() {
+        out.push((
+            start..tokens.len(),
+            String::from_utf8_lossy(&acc).into_owned(),
+        ));
+    }
+    out
 }
 
 pub struct ViewArgs<'a> {
@@ -140,9 +186,17 @@ pub fn run(a: &ViewArgs) -> Result<()> {
         ),
     };
     let _ = write!(html, "<h1>Token scores</h1><p>Set <code>{}</code>; colour: {}. Hover a token for its values.</p><div class=\"legend\">", esc(&set.dir().display().to_string()), esc(&what));
+    // Excess is centred on zero (white); loss spans its 5th..95th percentiles.
+    let (lo, hi) = match a.color {
+        ColorBy::Excess => {
+            let m = lo.abs().max(hi.abs()).max(1e-9);
+            (-m, m)
+        }
+        _ => (lo, hi),
+    };
     match a.color {
         ColorBy::Kept => {
-            let _ = write!(html, "<span style=\"background:rgba(60,200,60,0.45)\">kept</span><span style=\"background:rgba(150,150,150,0.35)\">dropped</span><span style=\"border:1px dashed #999\">not predicted (window start)</span>");
+            let _ = write!(html, "<span style=\"{KEPT}\">kept</span><span style=\"{DROPPED}\">dropped</span><span style=\"{PARTLY_KEPT}\">a character split over kept and dropped tokens</span><span style=\"{NOT_PREDICTED}\">not predicted (window start)</span>");
         }
         _ => {
             for s in 0..=4 {
@@ -175,24 +229,43 @@ pub fn run(a: &ViewArgs) -> Result<()> {
             rows.len(),
             100.0 * kept as f64 / vals.len().max(1) as f64
         );
-        for &i in rows {
-            let (_, piece) = tok.piece(all.tokens[i]);
-            let v = value[i];
-            let style = if v.is_nan() {
-                "border:1px dashed #999".to_string()
+        let bytes: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|&i| tok.token_bytes(all.tokens[i]))
+            .collect();
+        for (range, text) in utf8_groups(&bytes) {
+            let group = &rows[range];
+            let vals: Vec<f64> = group
+                .iter()
+                .map(|&i| value[i] as f64)
+                .filter(|x| !x.is_nan())
+                .collect();
+            let kept = group.iter().filter(|&&i| keep[i]).count();
+            let style = if vals.is_empty() {
+                NOT_PREDICTED.to_string()
             } else {
+                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
                 match a.color {
-                    ColorBy::Kept if keep[i] => "background:rgba(60,200,60,0.45)".into(),
-                    ColorBy::Kept => "background:rgba(150,150,150,0.35)".into(),
-                    _ => format!("background:{}", ramp((v as f64 - lo) / (hi - lo).max(1e-9))),
+                    ColorBy::Kept if kept == group.len() => KEPT.into(),
+                    ColorBy::Kept if kept == 0 => DROPPED.into(),
+                    ColorBy::Kept => PARTLY_KEPT.into(),
+                    _ => format!("background:{}", ramp((mean - lo) / (hi - lo).max(1e-9))),
                 }
+            };
+            let title: Vec<String> = group
+                .iter()
+                .map(|&i| format!("id {} value {:.3}", all.tokens[i], value[i]))
+                .collect();
+            let title = if group.len() > 1 {
+                format!("{} tokens: {}", group.len(), title.join("; "))
+            } else {
+                title.concat()
             };
             let _ = write!(
                 html,
-                "<span class=\"t\" style=\"{style}\" title=\"id {} value {:.3}\">{}</span>",
-                all.tokens[i],
-                v,
-                esc(&piece)
+                "<span class=\"t\" style=\"{style}\" title=\"{}\">{}</span>",
+                esc(&title),
+                esc(&text)
             );
         }
         html.push_str("</div></div>");
@@ -201,4 +274,36 @@ pub fn run(a: &ViewArgs) -> Result<()> {
     shared::util::atomic::write_file(a.out, html.as_bytes())?;
     eprintln!("wrote {} ({} documents)", a.out.display(), chosen.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_characters_are_grouped_whole() {
+        let text = "What\u{2019}s caf\u{e9} \u{6570}\u{5b66} \u{1f642}";
+        // one byte per token: the worst case of a byte-level BPE
+        let tokens: Vec<Vec<u8>> = text.bytes().map(|b| vec![b]).collect();
+        let groups = utf8_groups(&tokens);
+        let joined: String = groups.iter().map(|g| g.1.as_str()).collect();
+        assert_eq!(joined, text);
+        let quote = groups.iter().find(|g| g.1 == "\u{2019}").unwrap();
+        assert_eq!(quote.0.len(), 3);
+        assert!(groups.iter().any(|g| g.1 == "\u{1f642}" && g.0.len() == 4));
+        assert_eq!(
+            groups.iter().map(|g| g.0.len()).sum::<usize>(),
+            tokens.len()
+        );
+        // bytes that never form a character end their group
+        let bad = utf8_groups(&[vec![0xe2], vec![b'a']]);
+        assert_eq!(bad, vec![(0..2, "\u{fffd}a".to_string())]);
+    }
+
+    #[test]
+    fn ramp_is_blue_white_red() {
+        assert_eq!(ramp(0.0), "rgba(33,102,172,0.6)");
+        assert_eq!(ramp(0.5), "rgba(247,247,247,0.6)");
+        assert_eq!(ramp(1.0), "rgba(178,24,43,0.6)");
+    }
 }
