@@ -1086,3 +1086,165 @@ fn gguf_model_scores_with_its_own_tokenizer() {
         }
     }
 }
+
+/// Issue 15: `--dtype bf16` scores in bfloat16 (losses still f32, close to
+/// the f32 ones), the manifest and `scorer info` record dtype and device, a
+/// job is not continued in another dtype, and an unknown dtype is refused.
+#[test]
+fn dtype_is_recorded_and_a_job_keeps_it() {
+    let dir = scratch("dtype");
+    let tok = tokenizer(&dir);
+    let model = fixture("families/qwen3");
+    let corpus = data("clean_heldout.jsonl.zst");
+    let (f32_set, bf16_set) = (dir.join("f32"), dir.join("bf16"));
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &f32_set));
+    let mut args = score_args(&model, &tok, &corpus, &bf16_set);
+    args.extend(["--dtype", "bf16"]);
+    run_ok(SCORER, &args);
+    let (a, b) = (
+        ScoreSet::open(&f32_set).unwrap(),
+        ScoreSet::open(&bf16_set).unwrap(),
+    );
+    let info = b.manifest().job.reference_model.clone().unwrap();
+    assert_eq!((info.dtype.as_str(), info.device.as_str()), ("bf16", "cpu"));
+    assert_eq!(
+        a.manifest().job.reference_model.as_ref().unwrap().dtype,
+        "f32"
+    );
+    let (la, lb) = (
+        a.read_all().unwrap().ref_loss.unwrap(),
+        b.read_all().unwrap().ref_loss.unwrap(),
+    );
+    let diffs: Vec<f32> = la
+        .iter()
+        .zip(&lb)
+        .filter(|(x, _)| !x.is_nan())
+        .map(|(x, y)| (x - y).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    assert!(mean > 0.0 && mean < 0.05, "mean |bf16 - f32| = {mean}");
+    let info_out = run_ok(SCORER, &["info", s(&bf16_set)]);
+    let v: serde_json::Value = serde_json::from_slice(&info_out.stdout).unwrap();
+    assert_eq!(
+        (v["dtype"].as_str(), v["device"].as_str()),
+        (Some("bf16"), Some("cpu"))
+    );
+
+    // The same job in f32 on the bf16 directory is refused, naming the field.
+    let res = run(SCORER, &score_args(&model, &tok, &corpus, &bf16_set));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        !res.status.success()
+            && err.contains("compute dtype: this run has f32, the directory has bf16"),
+        "{err}"
+    );
+    let bad = dir.join("bad");
+    let mut args = score_args(&model, &tok, &corpus, &bad);
+    args.extend(["--dtype", "f8"]);
+    let res = run(SCORER, &args);
+    assert!(
+        !res.status.success()
+            && String::from_utf8_lossy(&res.stderr).contains("unknown --dtype \"f8\"")
+    );
+    assert!(!dir.join("bad").exists());
+}
+
+/// Issue 16: `scorer combine` over sets of the same windows: itself is the
+/// identity, each op checked row by row, a set of other windows refused
+/// naming what differs, and the result opens as a score set.
+#[test]
+fn combine_takes_min_mean_max_of_references_row_by_row() {
+    let dir = scratch("combine");
+    let tok = tokenizer(&dir);
+    let corpus = data("clean_heldout.jsonl.zst");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-gqa"), &tok, &corpus, &a),
+    );
+    run_ok(
+        SCORER,
+        &score_args(&fixture("llama-mha"), &tok, &corpus, &b),
+    );
+    let losses = |d: &Path| ScoreSet::open(d).unwrap().read_all().unwrap();
+    let (la, lb) = (losses(&a), losses(&b));
+    let (ra, rb) = (la.ref_loss.clone().unwrap(), lb.ref_loss.clone().unwrap());
+
+    let combine = |name: &str, sets: &[&Path], extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["combine", "--sets"];
+        args.extend(sets.iter().map(|p| s(p)));
+        args.extend(extra);
+        args.extend(["--out", s(&out)]);
+        run_ok(SCORER, &args);
+        out
+    };
+    let same = combine("self", &[&a, &a], &["--op", "mean"]);
+    let ls = losses(&same);
+    assert_eq!(ls.tokens, la.tokens);
+    assert_eq!(ls.doc_ids, la.doc_ids);
+    let rs = ls.ref_loss.unwrap();
+    assert!(rs
+        .iter()
+        .zip(&ra)
+        .all(|(x, y)| x == y || (x.is_nan() && y.is_nan())));
+
+    for (name, op, want) in [
+        (
+            "min",
+            "min",
+            (|x: f32, y: f32| x.min(y)) as fn(f32, f32) -> f32,
+        ),
+        ("max", "max", |x: f32, y: f32| x.max(y)),
+        ("mean", "mean", |x: f32, y: f32| {
+            ((x as f64 + y as f64) / 2.0) as f32
+        }),
+    ] {
+        let out = combine(name, &[&a, &b], &["--op", op]);
+        let got = losses(&out).ref_loss.unwrap();
+        for (i, g) in got.iter().enumerate() {
+            if ra[i].is_nan() {
+                assert!(g.is_nan());
+            } else {
+                assert!((g - want(ra[i], rb[i])).abs() < 1e-6, "{op} row {i}");
+            }
+        }
+    }
+    let weighted = combine("weighted", &[&a, &b], &["--op", "mean", "--weights", "3,1"]);
+    let got = losses(&weighted).ref_loss.unwrap();
+    let i = 5;
+    assert!((got[i] - (0.75 * ra[i] + 0.25 * rb[i])).abs() < 1e-6);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(weighted.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["derived_from"]["op"], "mean");
+    assert_eq!(m["derived_from"]["sources"].as_array().unwrap().len(), 2);
+
+    // Other windows: refused, naming the field; nothing written.
+    let other = dir.join("seq32");
+    let gqa = fixture("llama-gqa");
+    let mut args = score_args(&gqa, &tok, &corpus, &other);
+    let at = args.iter().position(|x| *x == "64").unwrap();
+    args[at] = "32";
+    run_ok(SCORER, &args);
+    let bad = dir.join("bad");
+    let res = run(
+        SCORER,
+        &[
+            "combine",
+            "--sets",
+            s(&a),
+            s(&other),
+            "--op",
+            "min",
+            "--out",
+            s(&bad),
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        !res.status.success() && err.contains("seq_len: 64 vs 32"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}

@@ -989,3 +989,51 @@ fn init_from_every_family_and_gguf_keeps_the_family() {
     assert_eq!((b.config.vocab_size, b.config.hidden_size), (512, 256));
     assert!(!b.config.tie_word_embeddings);
 }
+
+/// Issue 15: `--dtype bf16` trains with bfloat16 compute over f32 weights:
+/// per-step losses follow the f32 run's closely and the checkpoint holds f32.
+#[test]
+fn bf16_compute_tracks_f32_training() {
+    let f = fixture_sets();
+    let run_with = |dtype: &str| {
+        let out = f.dir.join(format!("dtype-{dtype}"));
+        let _ = std::fs::remove_dir_all(&out);
+        run_ok(
+            TRAINER,
+            &[
+                "train",
+                "--data",
+                s(&f.clean),
+                "--out",
+                s(&out),
+                "--model-size",
+                "debug",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "5",
+                "--eval-every",
+                "0",
+                "--dtype",
+                dtype,
+            ],
+        );
+        let losses: Vec<f64> = metrics(&out)
+            .iter()
+            .filter_map(|m| m["loss_all"].as_f64())
+            .collect();
+        (out, losses)
+    };
+    let (_, full) = run_with("f32");
+    let (out, half) = run_with("bf16");
+    assert_eq!(full.len(), 5);
+    for (a, b) in full.iter().zip(&half) {
+        assert!((a - b).abs() < 0.03, "f32 {full:?} vs bf16 {half:?}");
+    }
+    let w = candle_core::safetensors::load(
+        out.join("final/model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(w.values().all(|t| t.dtype() == candle_core::DType::F32));
+}

@@ -41,6 +41,8 @@ pub struct Settings {
     pub parts: usize,
     pub text_field: String,
     pub device: Device,
+    /// Compute dtype of the reference model's forward pass.
+    pub dtype: candle_core::DType,
 }
 
 /// Runs the job `s` describes (or this part of it).
@@ -369,6 +371,7 @@ impl<'a> Job<'a> {
             shards,
             ref_loss: spec.scored.then(|| LossSummary::from(&stats)),
             created_by: format!("scorer {}", env!("CARGO_PKG_VERSION")),
+            derived_from: None,
         };
         let json = serde_json::to_string_pretty(&manifest)?;
         shared::util::atomic::write_file(&s.out.join(MANIFEST_FILE), json.as_bytes())?;
@@ -382,11 +385,8 @@ fn load_reference(
     dir: &std::path::Path,
     tokenizer: &Tokenizer,
 ) -> Result<(Llama, ModelInfo)> {
-    let ckpt = Checkpoint::load(
-        dir,
-        shared::util::device::default_dtype(&s.device),
-        &s.device,
-    )?;
+    shared::util::device::check_dtype(&s.device, s.dtype)?;
+    let ckpt = Checkpoint::load(dir, s.dtype, &s.device)?;
     if tokenizer.vocab_size() > ckpt.config.vocab_size {
         bail!(
             "tokenizer {} has {} ids but model {} has a vocabulary of {}: they do not belong together",
@@ -404,6 +404,8 @@ fn load_reference(
         path: dir.display().to_string(),
         vocab_size: ckpt.config.vocab_size,
         num_params: ckpt.config.num_params(),
+        dtype: shared::util::device::dtype_name(s.dtype).to_string(),
+        device: shared::util::device::device_kind(&s.device).to_string(),
     };
     Ok((ckpt.infer_model(&s.device)?, info))
 }
@@ -485,6 +487,8 @@ pub fn summary(m: &Manifest) -> serde_json::Value {
         "shards": m.shards.len(),
         "tokenizer": m.job.tokenizer.fingerprint,
         "reference_model": m.job.reference_model.as_ref().map(|r| &r.path),
+        "dtype": m.job.reference_model.as_ref().map(|r| &r.dtype),
+        "device": m.job.reference_model.as_ref().map(|r| &r.device),
         "ref_loss": m.ref_loss,
     })
 }

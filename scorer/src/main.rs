@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod bpe; // `scorer tokenizer`: train a byte-level BPE tokenizer
+mod derive; // sets made from sets: `scorer combine`
 mod job; // `scorer pack` and `scorer score`: plan, score shard by shard, finalize
+mod parity; // `scorer parity`: a model's losses on fixed ids against reference losses
 mod part; // one part of a split job: its lock and stale temporary files
           // Tools over finished sets.
 mod inspect;
@@ -76,6 +78,10 @@ enum Command {
         /// file's own tokenizer).
         #[arg(long)]
         tokenizer: Option<PathBuf>,
+        /// Compute dtype of the forward pass: f32, bf16 or f16 (where the
+        /// device supports it). The per-token loss is computed in f32.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -133,6 +139,44 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         limit: usize,
         /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A model's per-token losses on fixed token ids against reference losses
+    /// (e.g. transformers'), on a device and dtype: JSON, exit 1 past --tolerance.
+    Parity {
+        /// Checkpoint directory or GGUF file.
+        #[arg(long)]
+        model: PathBuf,
+        /// JSON (B, T) token ids (tests/fixtures/*/input_ids.json).
+        #[arg(long)]
+        ids: PathBuf,
+        /// JSON (B, T-1) reference losses; [b][j] is the loss of ids[b][j+1].
+        #[arg(long)]
+        losses: PathBuf,
+        /// cpu, or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Largest |ours - reference| accepted.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+    },
+    /// Several references at once: score sets of the same windows combined
+    /// token by token (min, weighted mean or max of their ref_loss) into one set.
+    Combine {
+        /// Scored sets of the same corpus, tokenizer, seq_len and layout.
+        #[arg(long, required = true, num_args = 2..)]
+        sets: Vec<PathBuf>,
+        /// How the reference losses of a token are combined.
+        #[arg(long, value_enum)]
+        op: derive::combine::Op,
+        /// With --op mean: one weight per set (normalised to sum 1).
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        weights: Option<Vec<f64>>,
+        /// Output directory (must not exist).
         #[arg(long)]
         out: PathBuf,
     },
@@ -226,6 +270,7 @@ impl CommonArgs {
             parts: self.num_shards,
             text_field: self.text_field.clone(),
             device,
+            dtype: candle_core::DType::F32,
         })
     }
 }
@@ -249,6 +294,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Score {
             model,
             tokenizer,
+            dtype,
             common,
         } => {
             shared::util::device::set_threads(common.threads);
@@ -266,7 +312,9 @@ fn run(cli: Cli) -> Result<()> {
                     tokenizer.display()
                 );
             }
-            job::run(&common.settings(tokenizer, Some(model))?)
+            let mut settings = common.settings(tokenizer, Some(model))?;
+            settings.dtype = shared::util::device::parse_dtype(&dtype)?;
+            job::run(&settings)
         }
         Command::Verify { dir } => inspect::verify::verify(&dir),
         Command::View {
@@ -297,6 +345,27 @@ fn run(cli: Cli) -> Result<()> {
             ratio,
             out,
         } => export::run(&set, against.as_deref(), ratio, &out),
+        Command::Parity {
+            model,
+            ids,
+            losses,
+            device,
+            dtype,
+            tolerance,
+        } => parity::run(&parity::ParityArgs {
+            model: &model,
+            ids: &ids,
+            losses: &losses,
+            device: &device,
+            dtype: &dtype,
+            tolerance,
+        }),
+        Command::Combine {
+            sets,
+            op,
+            weights,
+            out,
+        } => derive::combine::run(&sets, op, weights.as_deref(), &out),
         Command::Info { dir } => {
             let m = shared::scores::manifest::Manifest::load(&dir)
                 .with_context(|| format!("reading score set {}", dir.display()))?;

@@ -173,6 +173,12 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// Compute dtype of forward and backward: f32, bf16 or f16 (where the
+    /// device supports it). Weights and AdamW moments stay f32; the
+    /// per-token loss is computed in f32 [default: f32].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
 }
 
 /// How the model is created.
@@ -215,6 +221,7 @@ pub struct Settings {
     pub resume: bool,
     pub threads: Option<usize>,
     pub device: String,
+    pub dtype: String,
 }
 
 impl TrainArgs {
@@ -288,6 +295,7 @@ impl TrainArgs {
             resume: a.resume,
             threads: a.threads,
             device: a.device.unwrap_or_else(|| "cpu".into()),
+            dtype: a.dtype.unwrap_or_else(|| "f32".into()),
         };
         s.validate()?;
         Ok(s)

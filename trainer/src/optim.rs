@@ -58,7 +58,9 @@ impl AdamW {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let fused = slots.iter().all(|s| s.var.device().is_cpu());
+        let fused = slots
+            .iter()
+            .all(|s| shared::util::device::use_fused(s.var.device(), s.var.dtype()));
         Ok(AdamW {
             slots,
             cfg,

@@ -134,6 +134,39 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
     run.finish()
 }
 
+/// The model over the f32 weights of `varmap`, computing in `dtype`: for a
+/// half dtype (or `Mode::Infer`), over copies taken now. A training copy is
+/// differentiable, so gradients reach the f32 weights; a step takes new copies.
+pub(crate) fn model_over(
+    varmap: &VarMap,
+    cfg: &LlamaConfig,
+    dtype: DType,
+    dev: &Device,
+    mode: Mode,
+) -> Result<Llama> {
+    if dtype == DType::F32 && mode == Mode::Train {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, dev);
+        return Ok(Llama::load(vb, cfg, mode)?);
+    }
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+    let copies = data
+        .iter()
+        .map(|(name, var)| {
+            let t = match mode {
+                Mode::Train => var.as_tensor().clone(),
+                Mode::Infer => var.as_tensor().detach(),
+            };
+            Ok((name.clone(), t.to_dtype(dtype)?))
+        })
+        .collect::<Result<std::collections::HashMap<_, _>>>()?;
+    drop(data);
+    let vb = VarBuilder::from_tensors(copies, dtype, dev);
+    Ok(Llama::load(vb, cfg, mode)?)
+}
+
 /// Everything a run holds between steps.
 struct Run<'a> {
     s: &'a Settings,
@@ -149,6 +182,8 @@ struct Run<'a> {
     metrics: Metrics,
     total_steps: u64,
     last_eval: Option<EvalResult>,
+    /// Compute dtype; the weights in `varmap` stay f32.
+    dtype: DType,
 }
 
 /// The inputs of a run, checked against each other before anything is written.
@@ -295,6 +330,8 @@ impl<'a> Run<'a> {
     fn setup(s: &'a Settings) -> Result<Self> {
         shared::util::device::set_threads(s.threads);
         let dev = shared::util::device::parse_device(&s.device)?;
+        let dtype = shared::util::device::parse_dtype(&s.dtype)?;
+        shared::util::device::check_dtype(&dev, dtype)?;
         let Checked {
             data,
             eval_set,
@@ -320,11 +357,7 @@ impl<'a> Run<'a> {
             seed: s.seed,
             ..Default::default()
         });
-        let model = Llama::load(
-            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-            &cfg,
-            Mode::Train,
-        )?;
+        let model = model_over(&varmap, &cfg, dtype, &dev, Mode::Train)?;
         eprintln!(
             "training {} ({:.2}M params) with {} on {} windows of {}: {total_steps} steps of {} windows",
             match &s.model {
@@ -351,6 +384,7 @@ impl<'a> Run<'a> {
             metrics,
             total_steps,
             last_eval: None,
+            dtype,
         })
     }
 
@@ -392,6 +426,9 @@ impl<'a> Run<'a> {
             lr,
             grad_clip: s.grad_clip,
         };
+        if self.dtype != DType::F32 {
+            self.model = model_over(&self.varmap, &self.cfg, self.dtype, &self.dev, Mode::Train)?;
+        }
         let mut rng = Rng::derive(s.seed, &format!("select-{}", st.step));
         let stats = train_step(
             &self.model,

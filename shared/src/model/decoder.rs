@@ -17,6 +17,7 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 use crate::error::Result;
 use crate::model::config::{LlamaConfig, RopeScaling};
 use crate::model::loss::{inputs_and_targets, linear_cross_entropy, per_token_loss};
+use crate::util::device::use_fused;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -82,7 +83,7 @@ impl Norm {
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         Ok(match mode {
-            Mode::Train if x.device().is_cpu() => {
+            Mode::Train if use_fused(x.device(), x.dtype()) => {
                 crate::model::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
             }
             Mode::Train => self.inner.forward_diff(x)?,
@@ -175,7 +176,7 @@ impl Rotary {
     /// x: (B, T, heads, D) -> scale * rope(x) as (B, heads, T, D).
     fn to_heads(&self, x: &Tensor, scale: f64, mode: Mode) -> Result<Tensor> {
         let (cos, sin) = self.tables(x.dim(1)?)?;
-        if x.device().is_cpu() {
+        if use_fused(x.device(), x.dtype()) {
             // One fused pass (transpose + rotate + scale), with its own backward.
             return crate::model::fused::rope_to_heads(x, &cos, &sin, scale as f32);
         }
@@ -245,7 +246,7 @@ impl Attention {
         let key = candle_transformers::utils::repeat_kv(key, h / k)?.contiguous()?; // (B, H, T, D)
         let val = candle_transformers::utils::repeat_kv(val, h / k)?.contiguous()?; // (B, H, T, D)
         let scores = q.matmul(&key.t()?)?; // (B, H, T, T)
-        let probs = if scores.device().is_cpu() {
+        let probs = if use_fused(scores.device(), scores.dtype()) {
             crate::model::fused::causal_softmax(&scores)? // mask + softmax in one pass, with backward
         } else {
             let scores = scores.broadcast_add(mask)?;
@@ -370,7 +371,7 @@ impl Llama {
         let (b, t) = inputs.dims2()?;
         let h = self.hidden(&inputs)?; // (B, T-1, C)
         let w = self.lm_head.weight();
-        if h.device().is_cpu() && h.dtype() == DType::F32 {
+        if use_fused(h.device(), h.dtype()) {
             let flat = h.reshape((b * t, self.cfg.hidden_size))?;
             return Ok(linear_cross_entropy(&flat, w, &targets.flatten_all()?)?.reshape((b, t))?);
         }
@@ -441,6 +442,91 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(norm.is_finite() && norm > 0.0, "{name}: |grad|^2 = {norm}");
+        }
+    }
+
+    /// Issue 15: the composed ops (the path every non-CPU device takes) run
+    /// here on the CPU against the fused kernels: per-token losses in both
+    /// modes and every weight's gradient, for configs that switch every
+    /// family option on.
+    #[test]
+    fn composed_path_matches_the_fused_kernels() {
+        use crate::model::config::Family;
+        use crate::util::device::force_composed;
+        let dev = Device::Cpu;
+        let mut qwen3 = LlamaConfig::preset("debug", 64).unwrap();
+        qwen3.family = Family::Qwen3;
+        qwen3.attention_bias = true;
+        qwen3.head_dim = 24;
+        qwen3.tie_word_embeddings = true;
+        let mut llama3 = LlamaConfig::preset("debug", 64).unwrap();
+        llama3.rope_scaling = Some(RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8,
+        });
+        let mut qwen2 = LlamaConfig::preset("debug", 64).unwrap();
+        qwen2.family = Family::Qwen2;
+        qwen2.attention_bias = true;
+        for cfg in [qwen3, llama3, qwen2] {
+            let vm = init_varmap(&cfg, 5, 0.1, &dev).unwrap();
+            let ids: Vec<u32> = (0..3 * 17).map(|i| (i * 11 % 64) as u32).collect();
+            let ids = Tensor::from_vec(ids, (3, 17), &dev).unwrap();
+            let run = |composed: bool, mode: Mode| {
+                force_composed(composed);
+                let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+                let model = Llama::load(vb, &cfg, mode).unwrap();
+                let loss = model.token_losses(&ids).unwrap();
+                let values = loss.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let grads = (mode == Mode::Train).then(|| {
+                    let g = loss.mean_all().unwrap().backward().unwrap();
+                    let data = vm.data().lock().unwrap();
+                    let mut out: Vec<(String, Vec<f32>)> = data
+                        .iter()
+                        .map(|(n, v)| {
+                            let t = g
+                                .get(v.as_tensor())
+                                .unwrap_or_else(|| panic!("{n}: no gradient"));
+                            (
+                                n.clone(),
+                                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                            )
+                        })
+                        .collect();
+                    out.sort_by(|a, b| a.0.cmp(&b.0));
+                    out
+                });
+                force_composed(false);
+                (values, grads)
+            };
+            for mode in [Mode::Infer, Mode::Train] {
+                let (fv, fg) = run(false, mode);
+                let (cv, cg) = run(true, mode);
+                let max = fv
+                    .iter()
+                    .zip(&cv)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    max < 1e-5,
+                    "{:?} {mode:?}: losses differ by {max}",
+                    cfg.family
+                );
+                for ((name, f), (_, c)) in fg.iter().flatten().zip(cg.iter().flatten()) {
+                    let scale = f.iter().map(|x| x.abs()).fold(1e-6f32, f32::max);
+                    let max = f
+                        .iter()
+                        .zip(c)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        max / scale < 1e-4,
+                        "{:?}: gradient of {name} differs by {max} (scale {scale})",
+                        cfg.family
+                    );
+                }
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::model::fused::contiguous;
 pub fn per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     let logits = logits.to_dtype(DType::F32)?;
-    if logits.device().is_cpu() {
+    if crate::util::device::use_fused(logits.device(), DType::F32) {
         let flat = logits.reshape((b * t, v))?.contiguous()?; // (N, V)
         let tgt = targets.reshape(b * t)?.contiguous()?; // (N,)
         return Ok(flat.apply_op2(&tgt, FusedCrossEntropy)?.reshape((b, t))?);

@@ -39,6 +39,20 @@ pub struct ModelInfo {
     pub path: String,
     pub vocab_size: usize,
     pub num_params: usize,
+    /// The compute dtype of the forward pass (`--dtype`); losses are f32.
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+    /// `cpu` or `cuda`: every part of a job runs on the same kind.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_dtype() -> String {
+    "f32".into()
+}
+
+fn default_device() -> String {
+    "cpu".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +172,10 @@ impl JobSpec {
                 model(&old.reference_model),
             );
         }
+        if let (Some(a), Some(b)) = (&self.reference_model, &old.reference_model) {
+            cmp("compute dtype", a.dtype.clone(), b.dtype.clone());
+            cmp("device", a.device.clone(), b.device.clone());
+        }
         let inputs = |i: &[InputFile]| {
             i.iter()
                 .map(|f| {
@@ -227,6 +245,10 @@ pub struct Manifest {
     /// Statistics of the non-null `ref_loss` values; null for a pack-only set.
     pub ref_loss: Option<LossSummary>,
     pub created_by: String,
+    /// For a set made from other sets (`scorer combine`): the sources and
+    /// how their losses were combined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<serde_json::Value>,
 }
 
 pub const FORMAT_NAME: &str = "rho1-score-set";

@@ -108,12 +108,15 @@ impl Gguf {
             .map_err(|_| self.bad(format!("metadata key {key} is not a boolean")))
     }
 
-    pub fn strings(&self, key: &str) -> Result<Vec<String>> {
-        let arr = self
-            .get(key)?
+    fn array(&self, key: &str) -> Result<&Vec<Value>> {
+        self.get(key)?
             .to_vec()
-            .map_err(|_| self.bad(format!("metadata key {key} is not an array")))?;
-        arr.iter()
+            .map_err(|_| self.bad(format!("metadata key {key} is not an array")))
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Vec<String>> {
+        self.array(key)?
+            .iter()
             .enumerate()
             .map(|(i, v)| {
                 v.to_string()
@@ -124,11 +127,8 @@ impl Gguf {
     }
 
     pub fn uints(&self, key: &str) -> Result<Vec<u64>> {
-        let arr = self
-            .get(key)?
-            .to_vec()
-            .map_err(|_| self.bad(format!("metadata key {key} is not an array")))?;
-        arr.iter()
+        self.array(key)?
+            .iter()
             .enumerate()
             .map(|(i, v)| {
                 match v {

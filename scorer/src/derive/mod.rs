@@ -1,0 +1,106 @@
+//! Score sets made from other score sets, without a model: the same
+//! windows with new reference losses.
+
+pub mod combine; // `scorer combine`: min / mean / max of several references
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use shared::scores::manifest::{
+    shard_file_name, LossSummary, Manifest, ModelInfo, ShardEntry, DOCUMENTS_FILE, JOB_FILE,
+    MANIFEST_FILE, VOCAB_FILE,
+};
+use shared::scores::scoreset::ScoreSet;
+use shared::scores::shards::{write_shard, LossStats, Windows};
+use shared::text::pack::Window;
+
+/// Writes `out` (which must not exist) as a copy of `src`'s windows with the
+/// losses `losses(shard, row_group, windows)` returns for each row group
+/// (one per row, NaN at position 0), recorded as coming from `reference`.
+/// `derived` goes into the manifest as it is (what the set was made from).
+/// The directory appears whole or not at all.
+pub fn write_derived(
+    src: &ScoreSet,
+    out: &Path,
+    reference: ModelInfo,
+    derived: serde_json::Value,
+    mut losses: impl FnMut(usize, usize, &Windows) -> Result<Vec<f32>>,
+) -> Result<Manifest> {
+    if out.exists() {
+        bail!("{} exists: choose a new --out directory", out.display());
+    }
+    let mut spec = src.manifest().job.clone();
+    spec.scored = true;
+    spec.reference_model = Some(reference);
+    let job_id = spec.fingerprint();
+    let t = spec.seq_len;
+    let mut manifest = None;
+    shared::util::atomic::write_dir(out, |tmp| {
+        let mut shards = Vec::new();
+        let mut stats = LossStats::default();
+        for (s, reader) in src.shards().iter().enumerate() {
+            let (mut windows, mut rows) = (Vec::new(), Vec::new());
+            for g in 0..reader.num_row_groups() {
+                let w = src.read_row_group(s, g)?;
+                let l = losses(s, g, &w).map_err(|e| shared::Error::Invalid(format!("{e:#}")))?;
+                for (i, &seq_id) in w.seq_ids.iter().enumerate() {
+                    windows.push(Window {
+                        seq_id,
+                        tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
+                        doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
+                    });
+                    rows.push(l[i * t + 1..(i + 1) * t].to_vec());
+                }
+            }
+            let file = shard_file_name(s);
+            let path = tmp.join(&file);
+            let info = write_shard(
+                &path,
+                &job_id,
+                s,
+                t,
+                spec.row_group_windows,
+                &windows,
+                Some(&rows),
+            )?;
+            stats.merge(&info.ref_loss);
+            shards.push(ShardEntry {
+                file,
+                first_seq_id: info.first_seq_id,
+                windows: info.windows,
+                rows: info.rows,
+                bytes: std::fs::metadata(&path)
+                    .map_err(|e| shared::Error::io(&path, e))?
+                    .len(),
+                sha256: shared::util::hash::hash_file(&path)?,
+            });
+        }
+        for f in [
+            VOCAB_FILE,
+            DOCUMENTS_FILE,
+            shared::model::checkpoint::TOKENIZER_FILE,
+        ] {
+            let from = src.dir().join(f);
+            std::fs::copy(&from, tmp.join(f)).map_err(|e| shared::Error::io(&from, e))?;
+        }
+        let m = Manifest {
+            job: spec.clone(),
+            job_fingerprint: job_id.clone(),
+            shards,
+            ref_loss: Some(LossSummary::from(&stats)),
+            derived_from: Some(derived.clone()),
+            created_by: format!("scorer {}", env!("CARGO_PKG_VERSION")),
+            ..src.manifest().clone()
+        };
+        shared::util::atomic::write_plain(&tmp.join(JOB_FILE), to_json(&spec)?.as_bytes())?;
+        shared::util::atomic::write_plain(&tmp.join(MANIFEST_FILE), to_json(&m)?.as_bytes())?;
+        manifest = Some(m);
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", out.display()))?;
+    manifest.context("no manifest written")
+}
+
+fn to_json(v: &impl serde::Serialize) -> shared::Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| shared::Error::Invalid(e.to_string()))
+}
