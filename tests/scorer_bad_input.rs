@@ -488,7 +488,8 @@ fn bad_input_fails_cleanly_naming_file_and_record() {
     ));
 
     cases.extend(set_cases(&dir, &tok));
-    assert!(cases.len() >= 30, "only {} cases", cases.len());
+    assert!(cases.len() >= 39, "only {} cases", cases.len());
+    eprintln!("{} bad-input cases", cases.len());
     for case in cases {
         let out = dir.join(format!("out-{}", case.name.replace(' ', "_")));
         let mut args: Vec<&str> = case.args.iter().map(|s| s.as_str()).collect();
