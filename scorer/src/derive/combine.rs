@@ -20,47 +20,6 @@ pub enum Op {
     Max,
 }
 
-/// What differs between the windows of two sets, for the refusal message.
-fn differences(a: &ScoreSet, b: &ScoreSet) -> Vec<String> {
-    let (x, y) = (&a.manifest().job, &b.manifest().job);
-    let mut d = Vec::new();
-    let mut cmp = |what: &str, p: String, q: String| {
-        if p != q {
-            d.push(format!("{what}: {p} vs {q}"));
-        }
-    };
-    cmp(
-        "tokenizer",
-        x.tokenizer.fingerprint.clone(),
-        y.tokenizer.fingerprint.clone(),
-    );
-    cmp("seq_len", x.seq_len.to_string(), y.seq_len.to_string());
-    let corpus = |j: &shared::scores::manifest::JobSpec| {
-        j.inputs
-            .iter()
-            .map(|i| i.sha256[..12.min(i.sha256.len())].to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    cmp("corpus (input SHA-256)", corpus(x), corpus(y));
-    cmp(
-        "windows per shard",
-        x.shard_windows.to_string(),
-        y.shard_windows.to_string(),
-    );
-    cmp(
-        "windows per row group",
-        x.row_group_windows.to_string(),
-        y.row_group_windows.to_string(),
-    );
-    cmp(
-        "windows",
-        a.num_windows().to_string(),
-        b.num_windows().to_string(),
-    );
-    d
-}
-
 fn op_name(op: Op) -> &'static str {
     match op {
         Op::Min => "min",
@@ -102,15 +61,7 @@ pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Res
         }
     }
     for s in &sets[1..] {
-        let d = differences(&sets[0], s);
-        if !d.is_empty() {
-            bail!(
-                "{} and {} do not hold the same windows: {}",
-                sets[0].dir().display(),
-                s.dir().display(),
-                d.join("; ")
-            );
-        }
+        sets[0].check_same_windows(s)?;
     }
     let weights: Vec<f64> = match (op, weights) {
         (Op::Mean, Some(w)) => {

@@ -99,25 +99,59 @@ impl ScoreSet {
     /// tokenizer, seq_len, shard layout and window count (e.g. the same
     /// corpus scored by another model).
     pub fn check_same_windows(&self, other: &ScoreSet) -> Result<()> {
-        let (a, b) = (&self.manifest.job, &other.manifest.job);
-        let same = a.seq_len == b.seq_len
-            && a.tokenizer.fingerprint == b.tokenizer.fingerprint
-            && a.shard_windows == b.shard_windows
-            && a.row_group_windows == b.row_group_windows
-            && a.inputs
-                .iter()
-                .map(|i| &i.sha256)
-                .eq(b.inputs.iter().map(|i| &i.sha256))
-            && self.num_windows() == other.num_windows();
-        if same {
-            Ok(())
-        } else {
-            Err(Error::Invalid(format!(
-                "{} and {} do not hold the same windows (corpus, tokenizer, seq_len and shard layout must match)",
-                self.dir.display(),
-                other.dir.display()
-            )))
+        let d = self.window_differences(other);
+        if d.is_empty() {
+            return Ok(());
         }
+        Err(Error::Invalid(format!(
+            "{} and {} do not hold the same windows: {}",
+            self.dir.display(),
+            other.dir.display(),
+            d.join("; ")
+        )))
+    }
+
+    /// What differs between the windows of two sets (corpus, tokenizer,
+    /// seq_len, shard layout), as "field: this vs that".
+    pub fn window_differences(&self, other: &ScoreSet) -> Vec<String> {
+        let (x, y) = (&self.manifest.job, &other.manifest.job);
+        let mut d = Vec::new();
+        let mut cmp = |what: &str, p: String, q: String| {
+            if p != q {
+                d.push(format!("{what}: {p} vs {q}"));
+            }
+        };
+        let corpus = |j: &crate::scores::manifest::JobSpec| {
+            let short = |h: &String| h[..12.min(h.len())].to_string();
+            j.inputs
+                .iter()
+                .map(|i| short(&i.sha256))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        cmp(
+            "tokenizer",
+            x.tokenizer.fingerprint.clone(),
+            y.tokenizer.fingerprint.clone(),
+        );
+        cmp("seq_len", x.seq_len.to_string(), y.seq_len.to_string());
+        cmp("corpus (input SHA-256)", corpus(x), corpus(y));
+        cmp(
+            "windows per shard",
+            x.shard_windows.to_string(),
+            y.shard_windows.to_string(),
+        );
+        cmp(
+            "windows per row group",
+            x.row_group_windows.to_string(),
+            y.row_group_windows.to_string(),
+        );
+        cmp(
+            "windows",
+            self.num_windows().to_string(),
+            other.num_windows().to_string(),
+        );
+        d
     }
 
     pub fn dir(&self) -> &Path {
