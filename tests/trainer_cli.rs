@@ -1037,3 +1037,91 @@ fn bf16_compute_tracks_f32_training() {
     .unwrap();
     assert!(w.values().all(|t| t.dtype() == candle_core::DType::F32));
 }
+
+/// `--noise-quantile`: over a run, about (1 - q) of the tokens are taken out
+/// before selection (the quantile is of the whole set, so per batch it
+/// varies), k of all tokens are still kept, and the filter is refused
+/// without slm.
+#[test]
+fn noise_filter_drops_the_reference_s_worst_spans_before_selection() {
+    let f = fixture_sets();
+    let out = f.dir.join("noise-filter");
+    let _ = std::fs::remove_dir_all(&out);
+    let res = run_ok(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.noisy_scored),
+            "--out",
+            s(&out),
+            "--objective",
+            "slm",
+            "--model-size",
+            "debug",
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "8",
+            "--eval-every",
+            "0",
+            "--noise-quantile",
+            "0.7",
+            "--noise-span",
+            "16",
+            "--select-ratio",
+            "0.5",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("noise filter: tokens whose mean reference loss over 16 tokens is above"),
+        "{err}"
+    );
+    let steps: Vec<_> = metrics(&out)
+        .into_iter()
+        .filter(|m| m.get("loss_selected").is_some())
+        .collect();
+    assert_eq!(steps.len(), 6);
+    let (mut dropped, mut tokens) = (0.0, 0.0);
+    for m in &steps {
+        let n = 8.0 * 63.0; // windows of 64 predict 63 tokens
+        let d = m["noise_dropped"].as_f64().unwrap();
+        assert!(d > 0.0 && d < n, "{m}");
+        if d <= n * 0.5 {
+            let kept = m["selected_frac"].as_f64().unwrap() * n;
+            assert_eq!(
+                kept,
+                (0.5 * n).ceil(),
+                "k of all tokens while enough are eligible"
+            );
+        }
+        dropped += d;
+        tokens += n;
+    }
+    let frac = dropped / tokens;
+    assert!(
+        (0.1..0.5).contains(&frac),
+        "dropped {frac:.3} of tokens at q = 0.7"
+    );
+
+    let res = run(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.noisy_scored),
+            "--out",
+            s(&f.dir.join("noise-clm")),
+            "--objective",
+            "clm",
+            "--noise-quantile",
+            "0.7",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        !res.status.success() && err.contains("needs --objective slm"),
+        "{err}"
+    );
+}

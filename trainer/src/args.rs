@@ -83,6 +83,16 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub select_temperature: Option<f32>,
+    /// Noise filter for slm: before the rule ranks, drop every token whose
+    /// mean reference loss over --noise-span tokens of its document is above
+    /// this quantile of the training data (e.g. 0.8) [default: off].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_quantile: Option<f64>,
+    /// Span, in tokens, of the noise filter's mean [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_span: Option<usize>,
     /// Model from scratch: debug, tiny, small or medium [default: tiny].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,6 +211,8 @@ pub struct Settings {
     pub select_ratio_end: f64,
     pub select_threshold: f32,
     pub select_temperature: f32,
+    pub noise_quantile: Option<f64>,
+    pub noise_span: usize,
     pub model: ModelSource,
     pub batch_size: usize,
     pub grad_accum: usize,
@@ -275,6 +287,8 @@ impl TrainArgs {
             select_ratio_end: ratio_end,
             select_threshold: a.select_threshold.unwrap_or(0.0),
             select_temperature: a.select_temperature.unwrap_or(1.0),
+            noise_quantile: a.noise_quantile,
+            noise_span: a.noise_span.unwrap_or(crate::noise::DEFAULT_SPAN),
             model,
             batch_size: a.batch_size.unwrap_or(16),
             grad_accum: a.grad_accum.unwrap_or(1),
@@ -355,6 +369,17 @@ impl Settings {
         }
         if self.select_temperature <= 0.0 {
             bail!("--select-temperature must be positive");
+        }
+        if let Some(q) = self.noise_quantile {
+            if !(q > 0.0 && q < 1.0) {
+                bail!("--noise-quantile must be in (0, 1), got {q}");
+            }
+            if self.objective != Objective::Slm {
+                bail!("--noise-quantile filters what slm selects: it needs --objective slm");
+            }
+        }
+        if self.noise_span == 0 {
+            bail!("--noise-span must be positive");
         }
         Ok(())
     }

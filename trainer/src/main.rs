@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod args; // flags and TOML, validated into typed settings
 mod data; // score sets as batches of windows and reference losses
 mod eval; // held-out loss and perplexity
+mod noise; // the noise filter: drop spans the reference cannot predict
 mod optim; // AdamW with in-place CPU kernels
 mod schedule; // learning-rate and selection-ratio schedules
 mod select; // the selection rules (top-k, threshold, random, weighted, ...)

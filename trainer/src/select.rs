@@ -30,6 +30,8 @@ pub struct Params {
     pub ratio: f64,
     pub threshold: f32,
     pub temperature: f32,
+    /// Tokens taken out of the running before the rule ranks (`noise.rs`).
+    pub noise: Option<crate::noise::NoiseFilter>,
 }
 
 /// Number of tokens kept out of `n` at ratio `k`.
@@ -54,20 +56,30 @@ fn top_k(score: &[f32], k: usize) -> Vec<usize> {
 
 /// Weights for `rows` windows of `cols` predicted tokens each. `ce` and
 /// `ref_loss` are (rows * cols), row-major; `ref_loss` is unused by `Random`.
+/// Where `eligible` is given, only those tokens can be kept: the rules rank
+/// them alone, and k stays a fraction of all n tokens (fewer are kept when
+/// fewer than ceil(k * n) are eligible).
 pub fn select(
     p: &Params,
     ce: &[f32],
     ref_loss: &[f32],
     rows: usize,
     cols: usize,
+    eligible: Option<&[bool]>,
     rng: &mut Rng,
 ) -> Vec<f32> {
     let n = rows * cols;
     debug_assert_eq!(ce.len(), n);
+    let out = |i: usize| eligible.is_some_and(|e| !e[i]);
     let excess = || {
-        ce.iter()
-            .zip(ref_loss)
-            .map(|(c, r)| c - r)
+        (0..n)
+            .map(|i| {
+                if out(i) {
+                    f32::NEG_INFINITY
+                } else {
+                    ce[i] - ref_loss[i]
+                }
+            })
             .collect::<Vec<f32>>()
     };
     let mut w = vec![0f32; n];
@@ -95,15 +107,24 @@ pub fn select(
             );
         }
         Method::RefOnly => {
-            let neg: Vec<f32> = ref_loss.iter().map(|r| -r).collect();
+            let neg: Vec<f32> = (0..n)
+                .map(|i| {
+                    if out(i) {
+                        f32::NEG_INFINITY
+                    } else {
+                        -ref_loss[i]
+                    }
+                })
+                .collect();
             keep(&top_k(&neg, kept(n, p.ratio)), 0);
         }
         Method::Random => {
             // Partial Fisher-Yates: the first k of a random permutation.
-            let k = kept(n, p.ratio);
-            let mut idx: Vec<usize> = (0..n).collect();
+            let mut idx: Vec<usize> = (0..n).filter(|&i| !out(i)).collect();
+            let k = kept(n, p.ratio).min(idx.len());
+            let m = idx.len();
             for i in 0..k {
-                let j = i + rng.below(n - i);
+                let j = i + rng.below(m - i);
                 idx.swap(i, j);
             }
             keep(&idx[..k], 0);
@@ -114,9 +135,17 @@ pub fn select(
             let max = ex.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f64> = ex.iter().map(|x| (((x - max) / t) as f64).exp()).collect();
             let sum: f64 = e.iter().sum();
-            for (wi, ei) in w.iter_mut().zip(e) {
-                *wi = (ei / sum * n as f64) as f32;
+            if sum > 0.0 {
+                for (wi, ei) in w.iter_mut().zip(e) {
+                    *wi = (ei / sum * n as f64) as f32;
+                }
             }
+        }
+    }
+    // Ineligible tokens that a top-k filled its count with (-inf scores).
+    for (i, wi) in w.iter_mut().enumerate() {
+        if out(i) {
+            *wi = 0.0;
         }
     }
     w
@@ -132,6 +161,7 @@ mod tests {
             ratio,
             threshold: 0.0,
             temperature: 1.0,
+            noise: None,
         }
     }
 
@@ -145,6 +175,7 @@ mod tests {
             &r,
             2,
             5,
+            None,
             &mut Rng::new(0),
         );
         assert_eq!(w.iter().sum::<f32>(), 3.0); // ceil(2.5)
@@ -161,6 +192,7 @@ mod tests {
             &r,
             2,
             3,
+            None,
             &mut Rng::new(0),
         );
         assert_eq!(w, vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
@@ -176,6 +208,7 @@ mod tests {
             &r,
             3,
             4,
+            None,
             &mut Rng::new(0),
         );
         for row in w.chunks(4) {
@@ -190,7 +223,7 @@ mod tests {
         let mut p = params(Method::Threshold, 1.0);
         p.threshold = 0.5;
         assert_eq!(
-            select(&p, &ce, &r, 1, 4, &mut Rng::new(0)),
+            select(&p, &ce, &r, 1, 4, None, &mut Rng::new(0)),
             vec![1.0, 1.0, 0.0, 0.0]
         );
         let w = select(
@@ -199,6 +232,7 @@ mod tests {
             &r,
             1,
             4,
+            None,
             &mut Rng::new(0),
         );
         assert_eq!(w, vec![0.0, 1.0, 0.0, 1.0]);
@@ -211,6 +245,7 @@ mod tests {
             &r,
             10,
             100,
+            None,
             &mut Rng::new(1),
         );
         let b = select(
@@ -219,6 +254,7 @@ mod tests {
             &r,
             10,
             100,
+            None,
             &mut Rng::new(2),
         );
         assert_eq!(a.iter().sum::<f32>(), 600.0);
@@ -231,10 +267,53 @@ mod tests {
             &[0.0; 3],
             1,
             3,
+            None,
             &mut Rng::new(0),
         );
         assert!(
             (w.iter().sum::<f32>() - 3.0).abs() < 1e-5 && w[2] > w[1] && w[1] > w[0] && w[0] > 0.0
         );
+    }
+
+    #[test]
+    fn ineligible_tokens_are_never_kept() {
+        let ce = vec![9.0f32, 1.0, 8.0, 2.0, 7.0, 3.0];
+        let r = vec![0.0f32; 6];
+        let e = [false, true, false, true, true, true];
+        for m in [
+            Method::TopkBatch,
+            Method::TopkSeq,
+            Method::Threshold,
+            Method::RefOnly,
+            Method::Random,
+            Method::Weighted,
+        ] {
+            let w = select(&params(m, 0.5), &ce, &r, 2, 3, Some(&e), &mut Rng::new(0));
+            assert_eq!((w[0], w[2]), (0.0, 0.0), "{m:?} kept an ineligible token");
+            assert!(w.iter().sum::<f32>() > 0.0, "{m:?} kept nothing");
+        }
+        // top-k ranks the eligible alone: k * n = 3 of the 4 eligible
+        let w = select(
+            &params(Method::TopkBatch, 0.5),
+            &ce,
+            &r,
+            2,
+            3,
+            Some(&e),
+            &mut Rng::new(0),
+        );
+        assert_eq!(w, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        // fewer eligible than k * n: all of them, no more
+        let few = [false, false, false, false, true, false];
+        let w = select(
+            &params(Method::Random, 0.5),
+            &ce,
+            &r,
+            2,
+            3,
+            Some(&few),
+            &mut Rng::new(0),
+        );
+        assert_eq!(w, vec![0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     }
 }

@@ -26,6 +26,9 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// No token was kept (threshold rule): no update was made.
     pub skipped: bool,
+    /// Tokens the noise filter took out before selection (`--noise-quantile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_dropped: Option<usize>,
 }
 
 pub struct StepInput<'a> {
@@ -47,29 +50,45 @@ pub fn train_step(
 ) -> Result<StepStats> {
     // 1. One forward pass per micro-batch: per-token CE (B, T-1). The graphs
     //    stay alive: the selection needs every CE value before any backward.
-    let (mut ces, mut ce_host, mut ref_host) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ces, mut ce_host) = (Vec::new(), Vec::new());
+    let (mut ref_host, mut doc_host) = (Vec::new(), Vec::new());
     for b in batches {
         let ids = Tensor::from_slice(&b.tokens, (b.rows, b.seq_len), dev)?; // (B, T)
         let ce = model.token_losses(&ids)?; // (B, T-1)
         ce_host.extend(ce.detach().flatten_all()?.to_vec1::<f32>()?);
         if let Some(r) = &b.ref_loss {
-            r.chunks(b.seq_len)
-                .for_each(|w| ref_host.extend_from_slice(&w[1..])); // ref_loss at pos 1..T
+            let (r, d) = crate::noise::predicted(r, &b.doc_ids, b.seq_len); // pos 1..T
+            ref_host.extend(r);
+            doc_host.extend(d);
         }
         ces.push(ce);
     }
     let (n, cols) = (ce_host.len(), batches[0].seq_len - 1);
 
-    // 2. Selection on detached values, over the global batch.
+    // 2. Selection on detached values, over the global batch, among the
+    //    tokens the noise filter leaves.
+    let eligible = match (p.objective, &p.select.noise) {
+        (Objective::Slm, Some(f)) => Some(crate::noise::eligible(f, &ref_host, &doc_host, cols)),
+        _ => None,
+    };
     let w = match p.objective {
         Objective::Clm => vec![1f32; n],
-        Objective::Slm => select(p.select, &ce_host, &ref_host, n / cols, cols, rng),
+        Objective::Slm => select(
+            p.select,
+            &ce_host,
+            &ref_host,
+            n / cols,
+            cols,
+            eligible.as_deref(),
+            rng,
+        ),
     };
     let kept: f64 = w.iter().map(|&x| x as f64).sum();
     let mut stats = StepStats {
         loss_all: ce_host.iter().map(|&x| x as f64).sum::<f64>() / n as f64,
         tokens: n,
         kept,
+        noise_dropped: eligible.map(|e| e.iter().filter(|&&x| !x).count()),
         ..Default::default()
     };
     if p.objective == Objective::Slm {
@@ -147,8 +166,9 @@ mod tests {
             ratio: 0.4,
             threshold: 0.0,
             temperature: 1.0,
+            noise: None,
         };
-        let w = select(&p, &ce_host, &ref_loss, b, t, &mut Rng::new(0));
+        let w = select(&p, &ce_host, &ref_loss, b, t, None, &mut Rng::new(0));
         let kept = w.iter().sum::<f32>();
         assert_eq!(kept, 4.0);
         let wt = Tensor::from_slice(&w, (b, t), &dev).unwrap();

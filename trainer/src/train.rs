@@ -184,6 +184,8 @@ struct Run<'a> {
     last_eval: Option<EvalResult>,
     /// Compute dtype; the weights in `varmap` stay f32.
     dtype: DType,
+    /// `--noise-quantile`, fitted to the training data.
+    noise: Option<crate::noise::NoiseFilter>,
 }
 
 /// The inputs of a run, checked against each other before anything is written.
@@ -340,6 +342,17 @@ impl<'a> Run<'a> {
             varmap,
         } = check_inputs(s, &dev)?;
         let total_steps = total_steps(s, &data);
+        let noise = match s.noise_quantile {
+            Some(q) => {
+                let f = crate::noise::fit(&data, s.noise_span, q)?;
+                eprintln!(
+                    "noise filter: tokens whose mean reference loss over {} tokens is above {:.3} nats (quantile {q} of the training data) are not selected",
+                    f.span, f.cap
+                );
+                Some(f)
+            }
+            None => None,
+        };
 
         std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
         let mut opt = AdamW::new(
@@ -385,6 +398,7 @@ impl<'a> Run<'a> {
             total_steps,
             last_eval: None,
             dtype,
+            noise,
         })
     }
 
@@ -419,6 +433,7 @@ impl<'a> Run<'a> {
             ratio,
             threshold: s.select_threshold,
             temperature: s.select_temperature,
+            noise: self.noise,
         };
         let input = StepInput {
             objective: s.objective,
@@ -458,6 +473,7 @@ impl<'a> Run<'a> {
             "selected_frac": stats.kept / stats.tokens as f64,
             "excess_kept": stats.excess_kept, "excess_dropped": stats.excess_dropped,
             "grad_norm": stats.grad_norm, "skipped": stats.skipped,
+            "noise_dropped": stats.noise_dropped,
             "tokens_per_s": (windows_per_step as usize * self.data.seq_len()) as f64 / secs,
             "data_ms": data_ms, "step_ms": secs * 1e3,
             "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,

@@ -98,6 +98,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         ratio: 0.6,
         threshold: 0.0,
         temperature: 1.0,
+        noise: None,
     };
     let t = data.seq_len();
     let tokens = (a.batch_size * t) as f64;

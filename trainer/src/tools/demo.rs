@@ -54,6 +54,9 @@ pub struct DemoArgs {
     /// SLM selection rule.
     #[arg(long, value_enum, default_value = "topk-batch")]
     pub select: Method,
+    /// SLM noise filter (`trainer train --noise-quantile`) [default: off].
+    #[arg(long)]
+    pub noise_quantile: Option<f64>,
     /// Seed of the target runs (the reference always uses seed 0).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -151,6 +154,9 @@ fn train_argv(
     .into_iter()
     .flat_map(|(k, v)| [k.to_string(), v])
     .collect();
+    if let (Some(q), Objective::Slm) = (a.noise_quantile, objective) {
+        v.extend(["--noise-quantile".to_string(), q.to_string()]);
+    }
     if let Some(t) = a.threads {
         v.extend(["--threads".to_string(), t.to_string()]);
     }
@@ -298,7 +304,12 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     // 5. CLM baseline and SLM on the noisy shards
     let tag = format!("seed{}", a.seed);
     let clm = runs.join(format!("clm-{tag}"));
-    let slm = runs.join(format!("slm-{:?}-k{}-{tag}", a.select, a.select_ratio).to_lowercase());
+    let noise = a
+        .noise_quantile
+        .map(|q| format!("-nq{q}"))
+        .unwrap_or_default();
+    let slm =
+        runs.join(format!("slm-{:?}-k{}{noise}-{tag}", a.select, a.select_ratio).to_lowercase());
     train_stage(
         a,
         &clm,

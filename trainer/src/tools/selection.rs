@@ -35,6 +35,12 @@ pub struct SelectionArgs {
     pub select: Method,
     #[arg(long, default_value_t = 0.6)]
     pub select_ratio: f64,
+    /// The noise filter of `trainer train --noise-quantile`, fitted to --data.
+    #[arg(long)]
+    pub noise_quantile: Option<f64>,
+    /// Span of the noise filter's mean, in tokens.
+    #[arg(long, default_value_t = crate::noise::DEFAULT_SPAN)]
+    pub noise_span: usize,
     /// Windows per batch.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -74,11 +80,17 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
             infer_model_from_varmap(&init_varmap(&cfg, a.seed, 0.02, &dev)?, &cfg, &dev)?
         }
     };
+    let noise = match a.noise_quantile {
+        Some(q) if q > 0.0 && q < 1.0 => Some(crate::noise::fit(&data, a.noise_span, q)?),
+        Some(q) => anyhow::bail!("--noise-quantile must be in (0, 1), got {q}"),
+        None => None,
+    };
     let params = Params {
         method: a.select,
         ratio: a.select_ratio,
         threshold: 0.0,
         temperature: 1.0,
+        noise,
     };
     // label -> (tokens, kept)
     let mut tally: BTreeMap<String, (u64, f64)> = BTreeMap::new();
@@ -88,13 +100,18 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         let ids = Tensor::from_slice(&b.tokens, (b.rows, t), &dev)?;
         let ce = model.token_losses(&ids)?.flatten_all()?.to_vec1::<f32>()?;
         let rl = b.ref_loss.as_ref().context("the set has no ref_loss")?;
-        let (mut refs, mut docs) = (Vec::new(), Vec::new());
-        for r in 0..b.rows {
-            refs.extend_from_slice(&rl[r * t + 1..(r + 1) * t]);
-            docs.extend_from_slice(&b.doc_ids[r * t + 1..(r + 1) * t]);
-        }
+        let (refs, docs) = crate::noise::predicted(rl, &b.doc_ids, t);
+        let eligible = noise.map(|f| crate::noise::eligible(&f, &refs, &docs, t - 1));
         let mut rng = Rng::derive(a.seed, &format!("select-{step}"));
-        let w = select(&params, &ce, &refs, b.rows, t - 1, &mut rng);
+        let w = select(
+            &params,
+            &ce,
+            &refs,
+            b.rows,
+            t - 1,
+            eligible.as_deref(),
+            &mut rng,
+        );
         for (d, wi) in docs.iter().zip(&w) {
             let e = tally
                 .entry(labels.get(d).cloned().unwrap_or_else(|| "original".into()))
@@ -110,6 +127,14 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
+        if let Some(f) = noise {
+            println!(
+                "noise filter: span {}, cap {:.3} nats (quantile {} of --data)",
+                f.span,
+                f.cap,
+                a.noise_quantile.unwrap_or_default()
+            );
+        }
         println!(
             "{:?} k={} on {} batches of {} windows ({})",
             a.select,
