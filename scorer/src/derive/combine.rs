@@ -60,8 +60,26 @@ pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Res
             );
         }
     }
+    // The same windows; one set may hold fewer of them (an aligned set stops
+    // where its reference's coverage does): the result covers those all hold.
     for s in &sets[1..] {
-        sets[0].check_same_windows(s)?;
+        let d: Vec<String> = sets[0]
+            .window_differences(s)
+            .into_iter()
+            .filter(|d| !d.starts_with("windows:"))
+            .collect();
+        if !d.is_empty() {
+            bail!(
+                "{} and {} are not the same windows: {}",
+                sets[0].dir().display(),
+                s.dir().display(),
+                d.join("; ")
+            );
+        }
+    }
+    let common = sets.iter().map(|s| s.num_windows()).min().unwrap_or(0);
+    if sets.iter().any(|s| s.num_windows() != common) {
+        eprintln!("the sets hold different numbers of windows: combining the first {common}, which all hold");
     }
     let weights: Vec<f64> = match (op, weights) {
         (Op::Mean, Some(w)) => {
@@ -105,14 +123,18 @@ pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Res
             "reference_model": s.manifest().job.reference_model,
         })).collect::<Vec<_>>(),
     });
-    let m = super::write_derived(&sets[0], out, reference, derived, |s, g, w| {
+    let m = super::write_derived(&sets[0], out, reference, derived, common, |s, g, w| {
+        if w.seq_ids.first().is_some_and(|&q| q >= common) {
+            return Ok(vec![f32::NAN; w.tokens.len()]); // past the common windows: not written
+        }
+        let n = (common - w.seq_ids[0]).min(w.len() as u64) as usize * w.seq_len;
         let others = sets[1..]
             .iter()
             .map(|o| o.read_row_group(s, g))
             .collect::<shared::Result<Vec<_>>>()?;
         let mut all = vec![w.ref_loss.as_deref().unwrap_or(&[])];
         for o in &others {
-            if o.tokens != w.tokens {
+            if o.tokens[..n.min(o.tokens.len())] != w.tokens[..n] {
                 bail!("shard {s} row group {g}: the token ids of the sets differ");
             }
             all.push(o.ref_loss.as_deref().unwrap_or(&[]));
@@ -120,6 +142,9 @@ pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Res
         let mut row = vec![0f32; all.len()];
         Ok((0..w.tokens.len())
             .map(|i| {
+                if i >= n {
+                    return f32::NAN; // past the common windows: not written
+                }
                 for (r, set) in row.iter_mut().zip(&all) {
                     *r = set[i];
                 }

@@ -1,6 +1,8 @@
-//! Score sets made from other score sets, without a model: the same
-//! windows with new reference losses.
+//! Score sets made from other score sets, without a model: windows (the
+//! source's, or the corpus re-packed by another tokenizer) with reference
+//! losses computed from the source's.
 
+pub mod align; // `scorer align`: a reference's losses onto another tokenizer's windows
 pub mod combine; // `scorer combine`: min / mean / max of several references
 
 use std::path::Path;
@@ -18,12 +20,14 @@ use shared::text::pack::Window;
 /// losses `losses(shard, row_group, windows)` returns for each row group
 /// (one per row, NaN at position 0), recorded as coming from `reference`.
 /// `derived` goes into the manifest as it is (what the set was made from).
-/// The directory appears whole or not at all.
+/// Only the first `max_windows` windows are kept (the others count as the
+/// dropped tail). The directory appears whole or not at all.
 pub fn write_derived(
     src: &ScoreSet,
     out: &Path,
     reference: ModelInfo,
     derived: serde_json::Value,
+    max_windows: u64,
     mut losses: impl FnMut(usize, usize, &Windows) -> Result<Vec<f32>>,
 ) -> Result<Manifest> {
     if out.exists() {
@@ -44,6 +48,9 @@ pub fn write_derived(
                 let w = src.read_row_group(s, g)?;
                 let l = losses(s, g, &w).map_err(|e| shared::Error::Invalid(format!("{e:#}")))?;
                 for (i, &seq_id) in w.seq_ids.iter().enumerate() {
+                    if seq_id >= max_windows {
+                        break;
+                    }
                     windows.push(Window {
                         seq_id,
                         tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
@@ -51,6 +58,9 @@ pub fn write_derived(
                     });
                     rows.push(l[i * t + 1..(i + 1) * t].to_vec());
                 }
+            }
+            if windows.is_empty() {
+                break; // every later window is past max_windows too
             }
             let file = shard_file_name(s);
             let path = tmp.join(&file);
@@ -83,9 +93,14 @@ pub fn write_derived(
             let from = src.dir().join(f);
             std::fs::copy(&from, tmp.join(f)).map_err(|e| shared::Error::io(&from, e))?;
         }
+        let num_windows: u64 = shards.iter().map(|e| e.windows as u64).sum();
+        let cut = (src.num_windows() - num_windows) * t as u64;
         let m = Manifest {
             job: spec.clone(),
             job_fingerprint: job_id.clone(),
+            num_windows,
+            num_tokens: num_windows * t as u64,
+            dropped_tail_tokens: src.manifest().dropped_tail_tokens + cut,
             shards,
             ref_loss: Some(LossSummary::from(&stats)),
             derived_from: Some(derived.clone()),
