@@ -38,6 +38,11 @@ for seed in 0 1 2; do
   done
 done
 python3 scripts/noise_spans.py "$W/sets/noisy-injected" --spans 64,256 || echo "(noise_spans.py needs duckdb: pip install duckdb)"
+# one variant, one seed: span 256, q 0.85
+[ -f "$R/slm-topkbatch-k0.6-nq0.85-span256-seed0/final/trainer_state.json" ] || $T train --data "$W/sets/noisy-scored" \
+  --eval-data "$W/sets/clean-heldout" --out "$R/slm-topkbatch-k0.6-nq0.85-span256-seed0" --objective slm --select topk-batch \
+  --select-ratio 0.6 --model-size tiny --batch-size 16 --max-steps 400 --seed 0 --eval-every 50 --noise-quantile 0.85 --noise-span 256 >/dev/null
+$T selection --data "$W/sets/noisy-injected" --seed 0 --model "$R/slm-topkbatch-k0.6-nq0.85-span256-seed0/final" --noise-quantile 0.85 --noise-span 256
 $T report --out "$W/fidelity-noise" --run "$R"/clm-seed{0,1,2} "$R"/slm-topkbatch-k0.6-seed{0,1,2} "$R"/slm-topkbatch-k0.6-nq0.8-seed{0,1,2}
 
 # 1 and 2. Another tokenizer's reference, and two references at once.
