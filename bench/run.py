@@ -4,6 +4,8 @@
 
     python3 bench/run.py                 # both configs, ~8 min on 2 cores
     python3 bench/run.py --configs d256  # the tiny one only
+    python3 bench/run.py --mkl           # our side built with `--features mkl`
+                                         # (MKL from PyPI wheels, scripts/fetch-mkl.sh)
 
 It builds the release binaries, creates `.venv-bench` from PyPI (torch,
 transformers, pyarrow; ~5.8 GB, once), trains a vocab-8192 tokenizer on the
@@ -32,8 +34,41 @@ CONFIGS = {
     "d256": (256, 704, 4, 4),
     "d512": (512, 1408, 8, 8),
 }
-SCORER = os.path.join(ROOT, "target", "release", "scorer")
-TRAINER = os.path.join(ROOT, "target", "release", "trainer")
+SCORER = TRAINER = None  # set by build()
+
+
+def build(mkl):
+    """Builds the release binaries (with MKL into target/mkl, so that the
+    default build stays as it is) and points SCORER and TRAINER at them."""
+    global SCORER, TRAINER
+    cmd = ["cargo", "build", "--release", "-q", "-p", "scorer", "-p", "trainer"]
+    env, target = dict(os.environ), os.path.join(ROOT, "target")
+    if mkl:
+        root = subprocess.run(["bash", os.path.join(ROOT, "scripts", "fetch-mkl.sh")],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        target = os.path.join(ROOT, "target", "mkl")
+        env.update(MKLROOT=root, CARGO_TARGET_DIR=target)
+        cmd += ["--features", "scorer/mkl,trainer/mkl"]
+    subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+    SCORER = os.path.join(target, "release", "scorer")
+    TRAINER = os.path.join(target, "release", "trainer")
+
+
+def cpu_model():
+    """The CPU as /proc/cpuinfo names it, with its family/model numbers."""
+    info = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            k, _, v = line.partition(":")
+            info.setdefault(k.strip(), v.strip())
+            if not line.strip():
+                break
+    except OSError:
+        return "unknown CPU"
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{info.get('model name', '?')} ({info.get('vendor_id', '?')}, family "
+            f"{info.get('cpu family', '?')} model {info.get('model', '?')}, {os.cpu_count()} CPUs, {simd})")
 
 
 def log(msg):
@@ -123,12 +158,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench"))
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--mkl", action="store_true",
+                    help="build our side with --features mkl (MKL from PyPI wheels, ~500 MB once)")
     ap.add_argument("--memory-repeats", type=int, default=3)
     a = ap.parse_args()
 
     os.makedirs(a.work, exist_ok=True)
-    log("building release binaries")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "scorer", "-p", "trainer"], cwd=ROOT, check=True)
+    log("building release binaries" + (" with MKL" if a.mkl else ""))
+    build(a.mkl)
     py, versions = ensure_venv()
     env = env_threads(a.threads)
     torch_side = [py, os.path.join(ROOT, "bench", "torch_side.py"), "--threads", str(a.threads)]
@@ -184,6 +221,7 @@ def main():
                     extra["flops"] = j["train_flops_per_step"]
                     extra["params"] = j["params"]
                     extra.setdefault("gemm_candle", []).append(j["gemm_gflops"])
+                    extra["backend"] = j.get("gemm_backend", "gemm-crate")
                     extra.setdefault("ours_clm_s", []).append(j["clm"]["median_s"])
                 else:
                     # PyTorch reads the windows our scorer wrote (this round's or the
@@ -209,6 +247,10 @@ def main():
         memory = measure_memory(a, env, corpus)
 
     report(a, versions, results, memory)
+    # Speed figures of a model that computes the wrong losses mean nothing.
+    worst = max((max(r["diff"]) for r, _ in results.values() if r["diff"]), default=0.0)
+    if worst > 1e-3:
+        sys.exit(f"FAILED: our per-token losses differ from PyTorch's by up to {worst:.3g} nats")
 
 
 def measure_memory(a, env, corpus):
@@ -253,6 +295,8 @@ def report(a, versions, results, memory):
     print()
     print(f"# candle (ours) vs PyTorch {versions} on this CPU: f32, {a.threads} threads, "
           f"batch 8 x 256, {a.rounds} alternating rounds, median (min..max over rounds)")
+    print(f"CPU: {cpu_model()}")
+    print(f"our build: {'--features mkl' if a.mkl else 'default features'}")
     for name, (r, x) in results.items():
         h, i, layers, heads = CONFIGS[name]
         print(f"\n## {name}: hidden {h}, intermediate {i}, {layers} layers, {heads} heads, "
@@ -278,7 +322,7 @@ def report(a, versions, results, memory):
         ours_gf = [x["flops"] / s / 1e9 for s in x["ours_clm_s"]]
         torch_gf = [x["flops"] / (8 * 256 / v) / 1e9 for v in r["torch_clm"]]
         print(f"achieved GFLOP/s in a CLM step: ours {fmt(ours_gf, digits=1)}, PyTorch "
-              f"{fmt(torch_gf, digits=1)}; machine f32 GEMM 1024^3: candle "
+              f"{fmt(torch_gf, digits=1)}; machine f32 GEMM 1024^3: ours ({x['backend']}) "
               f"{statistics.median(x['gemm_candle']):.0f}, MKL {statistics.median(x.get('gemm_torch', [0])):.0f}; "
               f"ours = {100 * statistics.median(ours_gf) / gemm:.0f}% of the faster")
         if r["diff"]:

@@ -237,23 +237,20 @@ impl Attention {
                                                                                        // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
         let q = rot.to_heads(&q, 1.0 / (d as f64).sqrt(), mode)?; // (B, H, T, D)
         let key = rot.to_heads(&key, 1.0, mode)?; // (B, K, T, D)
-        let val = self
-            .v_proj
-            .forward(x)?
-            .reshape((b, t, k, d))?
-            .transpose(1, 2)?
-            .contiguous()?; // (B, K, T, D)
+        let val = self.v_proj.forward(x)?.reshape((b, t, k, d))?; // (B, T, K, D)
+        if use_fused(x.device(), x.dtype()) {
+            // Scores, causal softmax and mix per head in one op, with its own backward.
+            let y = crate::model::attention::causal_attention(&q, &key, &val)?; // (B, T, H*D)
+            return Ok(self.o_proj.forward(&y)?);
+        }
+        let val = val.transpose(1, 2)?.contiguous()?; // (B, K, T, D)
         let key = candle_transformers::utils::repeat_kv(key, h / k)?.contiguous()?; // (B, H, T, D)
         let val = candle_transformers::utils::repeat_kv(val, h / k)?.contiguous()?; // (B, H, T, D)
         let scores = q.matmul(&key.t()?)?; // (B, H, T, T)
-        let probs = if use_fused(scores.device(), scores.dtype()) {
-            crate::model::fused::causal_softmax(&scores)? // mask + softmax in one pass, with backward
-        } else {
-            let scores = scores.broadcast_add(mask)?;
-            match mode {
-                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
-                Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
-            }
+        let scores = scores.broadcast_add(mask)?;
+        let probs = match mode {
+            Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
         };
         let y = probs.matmul(&val)?; // (B, H, T, D)
         let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H*D)
@@ -278,10 +275,13 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?; // (B, T, I)
-        Ok(self
-            .down_proj
-            .forward(&(gate * self.up_proj.forward(x)?)?)?)
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?); // (B, T, I)
+        let act = if use_fused(x.device(), x.dtype()) {
+            crate::model::fused::swiglu(&gate, &up)? // one pass, with its own backward
+        } else {
+            (gate.silu()? * up)?
+        };
+        Ok(self.down_proj.forward(&act)?)
     }
 }
 

@@ -1,13 +1,12 @@
 //! Fused CPU kernels with their own backward passes, for training.
 //!
 //! candle's composed ops each allocate a fresh tensor forward and several
-//! backward (a masked softmax is ~5 ops, RMSNorm ~6, rotary ~8 on
-//! (B, H, T, D)); on this CPU those allocations and passes cost more than the
+//! backward (RMSNorm is ~6 ops, rotary ~8 on (B, H, T, D), SwiGLU ~7); on this CPU those allocations and passes cost more than the
 //! arithmetic. Each kernel here is one pass forward and one backward, checked
 //! against the composed ops (values and gradients) in the tests below. Use
 //! them on the CPU only: other devices take the composed path.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -26,84 +25,6 @@ pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     contiguous::<f32>(s, l, op)
-}
-
-// ---------------------------------------------------------------- softmax
-
-/// Causal softmax over the last dim of (.., T, T) scores: row i attends to
-/// columns 0..=i; the rest are exactly 0. Replaces mask add + softmax.
-pub fn causal_softmax(scores: &Tensor) -> Result<Tensor> {
-    Ok(scores.contiguous()?.apply_op1(CausalSoftmax)?)
-}
-
-struct CausalSoftmax;
-
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, self.name())?;
-        let t = *l.dims().last().unwrap_or(&1);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(t * t)
-            .zip(x.par_chunks(t * t))
-            .for_each(|(o, x)| {
-                for i in 0..t {
-                    let (row, o) = (&x[i * t..i * t + i + 1], &mut o[i * t..i * t + i + 1]);
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f64; // f64: see row_lse in loss.rs
-                    for (oj, xj) in o.iter_mut().zip(row) {
-                        *oj = (xj - max).exp();
-                        sum += *oj as f64;
-                    }
-                    let inv = (1.0 / sum) as f32;
-                    o.iter_mut().for_each(|v| *v *= inv);
-                }
-            });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, p: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            p.apply_op2_no_bwd(&g.contiguous()?, &CausalSoftmaxGrad)?,
-        ))
-    }
-}
-
-/// dx_ij = p_ij (g_ij - sum_k g_ik p_ik), over the causal part of each row.
-struct CausalSoftmaxGrad;
-
-impl CustomOp2 for CausalSoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "causal-softmax-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (p, g) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
-        let t = *l1.dims().last().unwrap_or(&1);
-        let mut out = vec![0f32; p.len()];
-        out.par_chunks_mut(t * t)
-            .zip(p.par_chunks(t * t).zip(g.par_chunks(t * t)))
-            .for_each(|(o, (p, g))| {
-                for i in 0..t {
-                    let r = i * t..i * t + i + 1;
-                    let (p, g, o) = (&p[r.clone()], &g[r.clone()], &mut o[r]);
-                    let dot: f32 = p.iter().zip(g).map(|(a, b)| a * b).sum();
-                    for ((oj, pj), gj) in o.iter_mut().zip(p).zip(g) {
-                        *oj = pj * (gj - dot);
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
 }
 
 // ---------------------------------------------------------------- RMSNorm
@@ -226,6 +147,114 @@ impl CustomOp3 for RmsNormGrad {
     }
 }
 
+// ---------------------------------------------------------------- SwiGLU
+
+/// silu(gate) * up, elementwise over two tensors of one shape: the MLP's
+/// activation in one pass (candle: silu, then mul; its silu backward alone
+/// is five passes).
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if gate.dims() != up.dims() {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: gate.shape().clone(),
+            rhs: up.shape().clone(),
+            op: "swiglu",
+        }
+        .into());
+    }
+    Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?)
+}
+
+struct SwiGlu;
+
+const SWIGLU_CHUNK: usize = 1 << 14; // elements per rayon task
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + crate::model::exp::exp(-x))
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        let mut out = vec![0f32; a.len()];
+        out.par_chunks_mut(SWIGLU_CHUNK)
+            .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = a * sigmoid(a) * b;
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = gate.elem_count();
+        let packed = gate.apply_op3_no_bwd(up, &g.contiguous()?, &SwiGluGrad)?;
+        let dgate = packed.narrow(0, 0, n)?.reshape(gate.shape())?;
+        let dup = packed.narrow(0, n, n)?.reshape(up.shape())?;
+        Ok((Some(dgate), Some(dup)))
+    }
+}
+
+/// With s = sigmoid(a): d/da = g b s (1 + a (1 - s)), d/db = g a s.
+/// Output: d gate flattened, then d up (one tensor; the caller splits it).
+struct SwiGluGrad;
+
+impl CustomOp3 for SwiGluGrad {
+    fn name(&self) -> &'static str {
+        "swiglu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b, g) = (
+            slice(s1, l1, self.name())?,
+            slice(s2, l2, self.name())?,
+            slice(s3, l3, self.name())?,
+        );
+        let n = a.len();
+        let mut out = vec![0f32; 2 * n];
+        let (da, db) = out.split_at_mut(n);
+        da.par_chunks_mut(SWIGLU_CHUNK)
+            .zip(db.par_chunks_mut(SWIGLU_CHUNK))
+            .zip(
+                a.par_chunks(SWIGLU_CHUNK)
+                    .zip(b.par_chunks(SWIGLU_CHUNK))
+                    .zip(g.par_chunks(SWIGLU_CHUNK)),
+            )
+            .for_each(|((da, db), ((a, b), g))| {
+                for i in 0..a.len() {
+                    let s = sigmoid(a[i]);
+                    da[i] = g[i] * b[i] * s * (1.0 + a[i] * (1.0 - s));
+                    db[i] = g[i] * a[i] * s;
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from(2 * n)))
+    }
+}
+
 // ---------------------------------------------------------------- rotary
 
 /// Rotary embedding in the Hugging Face convention (halves, not interleaved),
@@ -339,7 +368,7 @@ impl CustomOp3 for Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var, D};
+    use candle_core::{Device, Var};
 
     fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
         let mut rng = crate::util::rng::Rng::new(seed);
@@ -382,27 +411,6 @@ mod tests {
     }
 
     #[test]
-    fn causal_softmax_matches_mask_plus_softmax() {
-        let t = 7;
-        let shape: &[usize] = &[2, 3, t, t];
-        let fused = value_and_grads(&[shape], |x| causal_softmax(&x[0]).unwrap());
-        let composed = value_and_grads(&[shape], |x| {
-            let mask: Vec<f32> = (0..t * t)
-                .map(|k| {
-                    if k % t > k / t {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
-            candle_nn::ops::softmax(&x[0].broadcast_add(&mask).unwrap(), D::Minus1).unwrap()
-        });
-        assert_close(&fused, &composed, 1e-5);
-    }
-
-    #[test]
     fn rms_norm_matches_the_composed_norm_for_input_and_weight() {
         let (x, w): (&[usize], &[usize]) = (&[3, 130, 16], &[16]);
         let fused = value_and_grads(&[x, w], |v| rms_norm(&v[0], &v[1], 1e-5).unwrap());
@@ -410,6 +418,20 @@ mod tests {
             candle_nn::ops::rms_norm_slow(&v[0], &v[1], 1e-5).unwrap()
         });
         assert_close(&fused, &composed, 1e-4);
+    }
+
+    #[test]
+    fn swiglu_matches_silu_times_up() {
+        let shape: &[usize] = &[3, 7, 1500]; // more than one chunk
+        let fused = value_and_grads(&[shape, shape], |v| swiglu(&v[0], &v[1]).unwrap());
+        let composed =
+            value_and_grads(&[shape, shape], |v| (v[0].silu().unwrap() * &v[1]).unwrap());
+        assert_close(&fused, &composed, 1e-5);
+        assert!(swiglu(
+            &Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            &Tensor::zeros((3, 2), candle_core::DType::F32, &Device::Cpu).unwrap()
+        )
+        .is_err());
     }
 
     #[test]

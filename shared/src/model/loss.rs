@@ -8,7 +8,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storag
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::exp::{exp, sum_exp};
 use crate::model::fused::contiguous;
+use crate::model::gemm::sgemm as gemm;
 
 /// logits (B, T, V), targets (B, T) u32 -> loss (B, T) f32, natural log.
 ///
@@ -46,7 +48,7 @@ pub fn composed_per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tens
 /// average (issue 13), always in the same direction.
 fn row_lse(row: &[f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|x| (x - max).exp() as f64).sum();
+    let sum = sum_exp(row, max);
     (max, (max as f64 + sum.ln()) as f32)
 }
 
@@ -130,7 +132,7 @@ impl CustomOp3 for FusedCrossEntropyGrad {
                 let (lse, gi) = (lg[0], lg[1]);
                 if gi != 0.0 {
                     for (oj, xj) in o.iter_mut().zip(row) {
-                        *oj = gi * (xj - lse).exp();
+                        *oj = gi * exp(xj - lse);
                     }
                     o[t] -= gi;
                 }
@@ -151,8 +153,10 @@ impl CustomOp3 for FusedCrossEntropyGrad {
 /// forward GEMM and turned into their own gradient in place. The backward
 /// also drops the rows whose loss weight is 0 (tokens SLM did not select)
 /// before its two GEMMs, so an SLM step is cheaper than a CLM step there.
-/// Without a gradient to keep (scoring), rows go through in chunks of ~4 MB
-/// of logits instead.
+/// Without a gradient to keep (scoring), rows go through in chunks of ~16 MB
+/// of logits instead, and at least 256 rows: each chunk's GEMM packs all of
+/// the weight again, so small chunks cost (4 MB chunks, 128 rows at vocab
+/// 8192, were measured slower in `trainer bench`'s scoring figure).
 pub fn linear_cross_entropy(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let op = LinearCrossEntropy {
         keep: hidden.track_op() || weight.track_op(),
@@ -169,51 +173,11 @@ struct LinearCrossEntropy {
     saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
-/// dst (m, n) = a (m, k) @ b (k, n) [+ dst], each given as (slice, row
-/// stride, column stride); both threads of the machine.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    (a, a_rs, a_cs): (&[f32], usize, usize),
-    (b, b_rs, b_cs): (&[f32], usize, usize),
-) {
-    assert!(dst.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs));
-    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every index the strides reach in bounds.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
-}
-
-fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn cpu_f32<'a>(
+    s: &'a Storage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     match s {
         Storage::Cpu(c) => contiguous::<f32>(c, l, what),
         _ => candle_core::bail!("fused LM head: {what} must be on the CPU"),
@@ -250,7 +214,7 @@ impl CustomOp3 for LinearCrossEntropy {
         let chunk = if self.keep {
             n.max(1)
         } else {
-            ((1 << 20) / v).clamp(1, n.max(1))
+            ((1 << 22) / v).max(256).clamp(1, n.max(1))
         };
         let mut logits = vec![0f32; chunk.min(n) * v];
         let (mut loss, mut lse) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -314,7 +278,7 @@ impl CustomOp3 for LinearCrossEntropy {
             .zip(kept.par_iter())
             .try_for_each(|(row, &i)| {
                 let (gi, l) = (g[i], lse[i]);
-                row.iter_mut().for_each(|x| *x = gi * (*x - l).exp());
+                row.iter_mut().for_each(|x| *x = gi * exp(*x - l));
                 row[check_target(tg[i], v)?] -= gi;
                 Ok::<(), candle_core::Error>(())
             })?;
@@ -515,7 +479,7 @@ mod tests {
     #[test]
     fn fused_lm_head_without_gradient_goes_in_chunks_and_agrees() {
         let dev = Device::Cpu;
-        let (n, c, v) = (600, 8, 4096); // 256 rows per chunk: three chunks
+        let (n, c, v) = (600, 8, 32768); // 256 rows per chunk: three chunks
         let h = Tensor::from_vec(randn(n * c, 3, 1.0), (n, c), &dev).unwrap();
         let w = Tensor::from_vec(randn(v * c, 4, 0.5), (v, c), &dev).unwrap();
         let tg: Vec<u32> = (0..n).map(|i| (i * 31 % v) as u32).collect();

@@ -135,6 +135,16 @@ pub fn tune_cpu_threads() {
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    #[cfg(feature = "mkl")]
+    {
+        // MKL's OpenMP workers spin 200 ms after each call by default and then
+        // fight rayon's for the cores: elementwise MKL calls measured 3-4x
+        // slower (../shared/MKL-NOTES.md). Its thread count follows ours.
+        if std::env::var_os("KMP_BLOCKTIME").is_none() {
+            std::env::set_var("KMP_BLOCKTIME", "0");
+        }
+        std::env::set_var("MKL_NUM_THREADS", threads.to_string());
+    }
     if threads <= 2 {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
         OURS.store(true, Ordering::Relaxed);

@@ -198,6 +198,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             "score_s": f,
             "score_flops_per_step": score_flops,
             "gemm_gflops": gemm,
+            "gemm_backend": shared::model::gemm::backend(),
             "device": a.device,
             "dtype": a.dtype,
             "threads": candle_core::utils::get_num_threads(),
@@ -206,14 +207,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "model {} ({:.2}M params) on {} in {}, batch {} x {t}, {} measured steps of each, {} threads",
+        "model {} ({:.2}M params) on {} in {}, batch {} x {t}, {} measured steps of each, {} threads, GEMM: {}",
         a.model_size,
         cfg.num_params() as f64 / 1e6,
         a.device,
         a.dtype,
         a.batch_size,
         a.steps,
-        candle_core::utils::get_num_threads()
+        candle_core::utils::get_num_threads(),
+        shared::model::gemm::backend()
     );
     println!(
         "CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",

@@ -1,0 +1,213 @@
+//! The f32 GEMM our own CPU kernels call (the fused LM head + loss): the
+//! same routine candle's matmul uses in this build. By default that is the
+//! pure-Rust `gemm` crate (AVX-512 kernels where the CPU has them); with the
+//! `mkl` cargo feature it is MKL's `sgemm`, as candle's matmul then is too.
+
+/// The library behind [`sgemm`] and candle's matmul in this build.
+pub fn backend() -> &'static str {
+    if cfg!(feature = "mkl") {
+        "mkl"
+    } else {
+        "gemm-crate"
+    }
+}
+
+/// dst (m, n) = a (m, k) @ b (k, n) [+ dst], each operand given as (slice,
+/// row stride, column stride); dst is row-major and dense. Every thread
+/// candle computes with.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+) {
+    let ((a, a_rs, a_cs), (b, b_rs, b_cs)) = (a, b);
+    assert!(dst.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs));
+    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(feature = "mkl")]
+    if mkl::sgemm((m, n, k), dst, accumulate, (a, a_rs, a_cs), (b, b_rs, b_cs)) {
+        return;
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the strides reach in bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+#[cfg(feature = "mkl")]
+mod mkl {
+    use std::ffi::{c_char, c_int};
+
+    extern "C" {
+        // Fortran BLAS, column-major; linked by candle's `mkl` feature.
+        fn sgemm_(
+            transa: *const c_char,
+            transb: *const c_char,
+            m: *const c_int,
+            n: *const c_int,
+            k: *const c_int,
+            alpha: *const f32,
+            a: *const f32,
+            lda: *const c_int,
+            b: *const f32,
+            ldb: *const c_int,
+            beta: *const f32,
+            c: *mut f32,
+            ldc: *const c_int,
+        );
+    }
+
+    /// One operand as column-major BLAS sees it: the transpose flag and the
+    /// leading dimension, for a matrix of `rows` x `cols` (row-major view)
+    /// that BLAS must read transposed. None when neither stride is 1.
+    fn operand(rs: usize, cs: usize, rows: usize, cols: usize) -> Option<(u8, c_int)> {
+        // Row-major X (rows, cols) is column-major X^T: BLAS wants X^T
+        // untransposed when the column stride is 1, X transposed otherwise.
+        let (flag, ld, min) = if cs == 1 {
+            (b'N', rs, cols)
+        } else if rs == 1 {
+            (b'T', cs, rows)
+        } else {
+            return None;
+        };
+        c_int::try_from(ld.max(min).max(1))
+            .ok()
+            .map(|ld| (flag, ld))
+    }
+
+    /// Row-major C = A B is column-major C^T = B^T A^T. False when a stride
+    /// does not fit BLAS (the caller then uses the `gemm` crate).
+    pub(super) fn sgemm(
+        (m, n, k): (usize, usize, usize),
+        dst: &mut [f32],
+        accumulate: bool,
+        (a, a_rs, a_cs): (&[f32], usize, usize),
+        (b, b_rs, b_cs): (&[f32], usize, usize),
+    ) -> bool {
+        let (Some((tb, ldb)), Some((ta, lda))) =
+            (operand(b_rs, b_cs, k, n), operand(a_rs, a_cs, m, k))
+        else {
+            return false;
+        };
+        let (Ok(mi), Ok(ni), Ok(ki)) = (c_int::try_from(m), c_int::try_from(n), c_int::try_from(k))
+        else {
+            return false;
+        };
+        let (alpha, beta) = (1f32, if accumulate { 1f32 } else { 0f32 });
+        // SAFETY: the caller checked that every element the strides reach is
+        // inside the slices; BLAS reads and writes nothing else.
+        unsafe {
+            sgemm_(
+                &(tb as c_char),
+                &(ta as c_char),
+                &ni,
+                &mi,
+                &ki,
+                &alpha,
+                b.as_ptr(),
+                &ldb,
+                a.as_ptr(),
+                &lda,
+                &beta,
+                dst.as_mut_ptr(),
+                &ni,
+            );
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: (&[f32], usize, usize),
+        b: (&[f32], usize, usize),
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|p| a.0[i * a.1 + p * a.2] * b.0[p * b.1 + j * b.2])
+                    .sum();
+            }
+        }
+        out
+    }
+
+    /// Every stride layout the kernels use, plain and accumulating, against
+    /// a naive product (the same test covers the MKL path in `mkl` builds).
+    #[test]
+    fn sgemm_matches_a_naive_product_for_every_layout() {
+        let (m, n, k) = (37, 29, 53);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f32 / 48.0 - 1.0)
+            .collect();
+        for (a_rs, a_cs) in [(k, 1), (1, m)] {
+            for (b_rs, b_cs) in [(n, 1), (1, k)] {
+                let want = naive(m, n, k, (&a, a_rs, a_cs), (&b, b_rs, b_cs));
+                let mut got = vec![0f32; m * n];
+                sgemm(
+                    (m, n, k),
+                    &mut got,
+                    false,
+                    (&a, a_rs, a_cs),
+                    (&b, b_rs, b_cs),
+                );
+                let mut twice = got.clone();
+                sgemm(
+                    (m, n, k),
+                    &mut twice,
+                    true,
+                    (&a, a_rs, a_cs),
+                    (&b, b_rs, b_cs),
+                );
+                for ((g, t), w) in got.iter().zip(&twice).zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-4,
+                        "{a_rs},{a_cs} x {b_rs},{b_cs}: {g} vs {w}"
+                    );
+                    assert!((t - 2.0 * w).abs() < 2e-4, "accumulate: {t} vs {}", 2.0 * w);
+                }
+            }
+        }
+    }
+}
