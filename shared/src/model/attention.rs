@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::model::exp::exp_in_place;
 use crate::model::fused::contiguous;
+use crate::model::gemm::sgemm_serial as gemm1;
 use crate::model::loss::cpu_f32;
 
 /// q (B, H, T, D), already scaled and rotated; k (B, K, T, D), rotated; v
@@ -70,44 +71,6 @@ impl Dims {
     /// Offset of v[b, 0, kv, 0]; rows of one kv head are k * d apart.
     fn v_at(&self, b: usize, kv: usize) -> usize {
         (b * self.t * self.k + kv) * self.d
-    }
-}
-
-/// dst (m, n) = a (m, k) @ b (k, n) [+ dst] on this thread only (the heads
-/// are the parallelism here); operands as (slice, row stride, col stride).
-fn gemm1(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    (a, a_rs, a_cs): (&[f32], usize, usize),
-    (b, b_rs, b_cs): (&[f32], usize, usize),
-) {
-    assert!(dst.len() >= m * n);
-    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the asserts above keep every index the strides reach in bounds.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
     }
 }
 

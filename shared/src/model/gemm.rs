@@ -39,7 +39,52 @@ pub fn sgemm(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every index the strides reach in bounds.
+    gemm_crate(
+        (m, n, k),
+        dst,
+        accumulate,
+        (a, a_rs, a_cs),
+        (b, b_rs, b_cs),
+        par,
+    )
+}
+
+/// [`sgemm`] on the calling thread only, always with the `gemm` crate (never
+/// MKL, whose OpenMP threads would nest inside ours): for callers that are
+/// themselves one task among many (attention's heads).
+pub fn sgemm_serial(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+) {
+    assert!(dst.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs));
+    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let par = gemm::Parallelism::None;
+    gemm_crate(
+        (m, n, k),
+        dst,
+        accumulate,
+        (a, a_rs, a_cs),
+        (b, b_rs, b_cs),
+        par,
+    )
+}
+
+/// The `gemm` crate's call; the callers have checked the bounds.
+fn gemm_crate(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    par: gemm::Parallelism,
+) {
+    // SAFETY: the callers' asserts keep every index the strides reach in bounds.
     unsafe {
         gemm::gemm(
             m,
