@@ -7,6 +7,11 @@
 //! k and v for grouped heads and two transposing copies, with a gradient
 //! accumulator per node in the backward. The composed graph stays the
 //! reference: the tests below check values and every gradient against it.
+//!
+//! The products go in blocks of [`BLOCK`] query rows, each against only the
+//! keys up to its last row: the masked upper triangle is never computed
+//! (5/8 of the full products at T = 256), as a flash-attention kernel skips
+//! it. The probabilities are kept whole, (T, T) per head, for the backward.
 
 use std::sync::Mutex;
 
@@ -17,6 +22,7 @@ use crate::error::Result;
 use crate::model::exp::exp_in_place;
 use crate::model::fused::contiguous;
 use crate::model::gemm::sgemm_serial as gemm1;
+use crate::model::lanes;
 use crate::model::loss::cpu_f32;
 
 /// q (B, H, T, D), already scaled and rotated; k (B, K, T, D), rotated; v
@@ -74,12 +80,27 @@ impl Dims {
     }
 }
 
-/// Row i of the (T, T) scores becomes softmax over columns 0..=i; the rest 0.
-fn causal_softmax_rows(s: &mut [f32], t: usize) {
-    for i in 0..t {
-        let row = &mut s[i * t..(i + 1) * t];
+/// Query rows per block of the products (a multiple of the GEMM kernels'
+/// 16-lane tiles; small enough that a block skips most of the masked part).
+const BLOCK: usize = 64;
+
+/// The row blocks of a (T, T) causal product: (first row, rows, live
+/// columns), the live columns being those up to the block's last row.
+fn row_blocks(t: usize) -> impl DoubleEndedIterator<Item = (usize, usize, usize)> {
+    (0..t.div_ceil(BLOCK)).map(move |i| {
+        let r0 = i * BLOCK;
+        let rows = BLOCK.min(t - r0);
+        (r0, rows, r0 + rows)
+    })
+}
+
+/// Rows r0.. of the (T, T) scores, live columns 0..cols: row i becomes the
+/// softmax over columns 0..=i, and its columns up to cols after i become 0.
+fn causal_softmax_rows(s: &mut [f32], t: usize, (r0, rows, cols): (usize, usize, usize)) {
+    for i in r0..r0 + rows {
+        let row = &mut s[i * t..i * t + cols];
         let (live, dead) = row.split_at_mut(i + 1);
-        let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = lanes::max(live);
         let sum = exp_in_place(live, max); // f64: see row_lse in loss.rs
         let inv = (1.0 / sum) as f32;
         live.iter_mut().for_each(|x| *x *= inv);
@@ -118,10 +139,26 @@ impl CustomOp3 for CausalAttention {
             let kv = hi / dm.rep();
             let qh = &q[bh * td..][..td];
             let kh = &k[(bi * dm.k + kv) * td..][..td];
-            gemm1((t, t, d), p, false, (qh, d, 1), (kh, 1, d)); // q k^T
-            causal_softmax_rows(p, t);
             let vh = &v[dm.v_at(bi, kv)..];
-            gemm1((t, d, t), y, false, (p, t, 1), (vh, dm.k * d, 1)); // p v
+            for blk @ (r0, rows, cols) in row_blocks(t) {
+                let (pr, yr) = (&mut p[r0 * t..], &mut y[r0 * d..]);
+                gemm1(
+                    (rows, cols, d),
+                    (pr, t),
+                    false,
+                    (&qh[r0 * d..], d, 1),
+                    (kh, 1, d),
+                ); // q k^T
+                causal_softmax_rows(p, t, blk);
+                let pr = &p[r0 * t..];
+                gemm1(
+                    (rows, d, cols),
+                    (yr, d),
+                    false,
+                    (pr, t, 1),
+                    (vh, dm.k * d, 1),
+                ); // p v
+            }
         };
         if self.keep {
             probs
@@ -212,24 +249,29 @@ fn attention_backward(
                     let p = &probs[bh * tt..][..tt];
                     let gh = &g[(bi * t * h + hi) * d..]; // rows h * d apart
                     let qh = &q[bh * td..][..td];
-                    gemm1((t, t, d), ds, false, (gh, h * d, 1), (vh, 1, dm.k * d)); // dP
-                    for i in 0..t {
-                        let (pr, dr) = (&p[i * t..][..=i], &mut ds[i * t..(i + 1) * t]);
-                        let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
-                        for (x, &pj) in dr[..=i].iter_mut().zip(pr) {
-                            *x = pj * (*x - dot);
+                    let dq = &mut dq[r * td..(r + 1) * td];
+                    // Last block first: it reaches every key, so it writes all
+                    // of dK and dV, and the earlier blocks add to theirs.
+                    for (r0, rows, cols) in row_blocks(t).rev() {
+                        let acc = r > 0 || cols < t;
+                        let (ga, qa) = ((&gh[r0 * h * d..], h * d, 1), (&qh[r0 * d..], d, 1));
+                        let dsr = &mut ds[r0 * t..];
+                        gemm1((rows, cols, d), (dsr, t), false, ga, (vh, 1, dm.k * d)); // dP
+                        for i in r0..r0 + rows {
+                            let (pr, dr) = (&p[i * t..][..=i], &mut ds[i * t..i * t + cols]);
+                            let dot = lanes::dot(pr, dr);
+                            for (x, &pj) in dr[..=i].iter_mut().zip(pr) {
+                                *x = pj * (*x - dot);
+                            }
+                            dr[i + 1..].fill(0.0);
                         }
-                        dr[i + 1..].fill(0.0);
+                        let (dsr, pr) = (&ds[r0 * t..], &p[r0 * t..]);
+                        let dqr = (&mut dq[r0 * d..], d);
+                        gemm1((rows, d, cols), dqr, false, (dsr, t, 1), (kh, d, 1)); // dS K
+                        gemm1((cols, d, rows), (&mut dk[..], d), acc, (dsr, 1, t), qa); // dS^T Q
+                        gemm1((cols, d, rows), (&mut dv[..], d), acc, (pr, 1, t), ga);
+                        // P^T G
                     }
-                    gemm1(
-                        (t, d, t),
-                        &mut dq[r * td..(r + 1) * td],
-                        false,
-                        (ds, t, 1),
-                        (kh, d, 1),
-                    );
-                    gemm1((t, d, t), dk, r > 0, (ds, 1, t), (qh, d, 1));
-                    gemm1((t, d, t), dv, r > 0, (p, 1, t), (gh, h * d, 1));
                 }
             },
         );
@@ -291,7 +333,13 @@ mod tests {
     #[test]
     fn fused_attention_matches_the_composed_graph_with_grouped_heads() {
         let dev = Device::Cpu;
-        for (b, h, kh, t, d) in [(2, 4, 2, 9, 8), (1, 3, 3, 17, 4), (3, 2, 1, 1, 6)] {
+        // t = 150: three row blocks, the last one partial.
+        for (b, h, kh, t, d) in [
+            (2, 4, 2, 9, 8),
+            (1, 3, 3, 17, 4),
+            (3, 2, 1, 1, 6),
+            (1, 2, 1, 150, 4),
+        ] {
             let mk = |shape: (usize, usize, usize, usize), seed| {
                 Var::from_vec(
                     randn(shape.0 * shape.1 * shape.2 * shape.3, seed),

@@ -41,7 +41,7 @@ pub fn sgemm(
     };
     gemm_crate(
         (m, n, k),
-        dst,
+        (dst, n),
         accumulate,
         (a, a_rs, a_cs),
         (b, b_rs, b_cs),
@@ -51,15 +51,18 @@ pub fn sgemm(
 
 /// [`sgemm`] on the calling thread only, always with the `gemm` crate (never
 /// MKL, whose OpenMP threads would nest inside ours): for callers that are
-/// themselves one task among many (attention's heads).
+/// themselves one task among many (attention's heads). dst is row-major with
+/// rows `dst.1` apart (at least n), so a block of a larger matrix can be the
+/// destination.
 pub fn sgemm_serial(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
+    (dst, dst_rs): (&mut [f32], usize),
     accumulate: bool,
     (a, a_rs, a_cs): (&[f32], usize, usize),
     (b, b_rs, b_cs): (&[f32], usize, usize),
 ) {
-    assert!(dst.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs));
+    assert!(m == 0 || (dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n));
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     if m == 0 || n == 0 {
         return;
@@ -67,7 +70,7 @@ pub fn sgemm_serial(
     let par = gemm::Parallelism::None;
     gemm_crate(
         (m, n, k),
-        dst,
+        (dst, dst_rs),
         accumulate,
         (a, a_rs, a_cs),
         (b, b_rs, b_cs),
@@ -78,7 +81,7 @@ pub fn sgemm_serial(
 /// The `gemm` crate's call; the callers have checked the bounds.
 fn gemm_crate(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
+    (dst, dst_rs): (&mut [f32], usize),
     accumulate: bool,
     (a, a_rs, a_cs): (&[f32], usize, usize),
     (b, b_rs, b_cs): (&[f32], usize, usize),
@@ -92,7 +95,7 @@ fn gemm_crate(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.as_ptr(),
             a_cs as isize,
