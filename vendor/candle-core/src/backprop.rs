@@ -445,7 +445,15 @@ impl Tensor {
                         let lhs_grad = grad.matmul(&rhs.t()?)?;
                         grads.accumulate(lhs, &lhs_grad)?;
 
-                        let rhs_grad = lhs.t()?.matmul(&grad)?;
+                        // rhs a transposed view of a contiguous tensor (a linear
+                        // layer's `w.t()`): the gradient in the same layout, as
+                        // (grad^T lhs)^T, so that w's own gradient, one
+                        // transpose further, is contiguous without a copy.
+                        let rhs_grad = if rhs.t()?.is_contiguous() {
+                            grad.t()?.matmul(lhs)?.t()?
+                        } else {
+                            lhs.t()?.matmul(&grad)?
+                        };
                         grads.accumulate(rhs, &rhs_grad)?;
                     }
                     Op::Cat(args, dim) => {
@@ -738,6 +746,11 @@ impl GradStore {
             Entry::Vacant(entry) => {
                 let grad = if grad.dtype() != tensor.dtype() || grad.dims() != tensor.dims() {
                     tensor.zeros_like()?.add(grad)?
+                } else if grad.dims().len() >= 2 && grad.t()?.is_contiguous() {
+                    // A transposed view of a contiguous tensor (the matmul rule's
+                    // gradient for `w.t()`): kept, the transpose's own rule
+                    // turns it back into a contiguous one for `w`.
+                    grad.clone()
                 } else {
                     grad.contiguous()?
                 };
