@@ -47,90 +47,47 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
+use crate::model::lanes::multiversioned;
+
 const LANES: usize = 8;
 
-/// The sum of e^(x - shift) over xs, in f64: eight partial sums, so that the
-/// loop vectorizes (one running sum is a chain of dependent f64 adds). On
-/// x86-64 the loop is compiled for AVX-512 and for AVX2 + FMA besides the
-/// SSE2 baseline, and the CPU picks at run time.
-pub fn sum_exp(xs: &[f32], shift: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { x86::sum_exp_avx512(xs, shift) };
+multiversioned! {
+    /// The sum of e^(x - shift) over xs, in f64: eight partial sums, so that
+    /// the loop vectorizes (one running sum is a chain of dependent f64 adds).
+    pub fn sum_exp(xs: &[f32], shift: f32) -> f64 {
+        let mut acc = [0f64; LANES];
+        let chunks = xs.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += exp(x - shift) as f64;
+            }
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { x86::sum_exp_avx2(xs, shift) };
-        }
-    }
-    sum_exp_any(xs, shift)
-}
-
-/// xs[i] = e^(xs[i] - shift), and the sum of the results (as [`sum_exp`]).
-pub fn exp_in_place(xs: &mut [f32], shift: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { x86::exp_in_place_avx512(xs, shift) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { x86::exp_in_place_avx2(xs, shift) };
-        }
-    }
-    exp_in_place_any(xs, shift)
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn sum_exp_avx512(xs: &[f32], shift: f32) -> f64 {
-        super::sum_exp_any(xs, shift)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn sum_exp_avx2(xs: &[f32], shift: f32) -> f64 {
-        super::sum_exp_any(xs, shift)
-    }
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn exp_in_place_avx512(xs: &mut [f32], shift: f32) -> f64 {
-        super::exp_in_place_any(xs, shift)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp_in_place_avx2(xs: &mut [f32], shift: f32) -> f64 {
-        super::exp_in_place_any(xs, shift)
+        acc.iter().sum::<f64>() + rest.iter().map(|&x| exp(x - shift) as f64).sum::<f64>()
     }
 }
 
-#[inline(always)]
-fn sum_exp_any(xs: &[f32], shift: f32) -> f64 {
-    let mut acc = [0f64; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += exp(x - shift) as f64;
+multiversioned! {
+    /// xs[i] = e^(xs[i] - shift), and the sum of the results (as [`sum_exp`]).
+    pub fn exp_in_place(xs: &mut [f32], shift: f32) -> f64 {
+        xs.iter_mut().for_each(|x| *x = exp(*x - shift));
+        let mut acc = [0f64; LANES];
+        let chunks = xs.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += x as f64;
+            }
         }
+        acc.iter().sum::<f64>() + rest.iter().map(|&x| x as f64).sum::<f64>()
     }
-    acc.iter().sum::<f64>() + rest.iter().map(|&x| exp(x - shift) as f64).sum::<f64>()
 }
 
-#[inline(always)]
-fn exp_in_place_any(xs: &mut [f32], shift: f32) -> f64 {
-    xs.iter_mut().for_each(|x| *x = exp(*x - shift));
-    let mut acc = [0f64; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x as f64;
-        }
+multiversioned! {
+    /// xs[i] = scale * e^(xs[i] - shift): a softmax row times a gradient.
+    pub fn scaled_exp_in_place(xs: &mut [f32], shift: f32, scale: f32) {
+        xs.iter_mut().for_each(|x| *x = scale * exp(*x - shift));
     }
-    acc.iter().sum::<f64>() + rest.iter().map(|&x| x as f64).sum::<f64>()
 }
 
 #[cfg(test)]
@@ -168,5 +125,10 @@ mod tests {
         let mut ys = xs.clone();
         assert!((exp_in_place(&mut ys, 2.5) - want).abs() < 1e-6 * want);
         assert!((ys[10] as f64 - ((xs[10] - 2.5) as f64).exp()).abs() < 1e-6);
+        let mut zs = xs.clone();
+        scaled_exp_in_place(&mut zs, 2.5, -3.0);
+        for (z, y) in zs.iter().zip(&ys) {
+            assert!((z + 3.0 * y).abs() <= 1e-6 * y.abs());
+        }
     }
 }

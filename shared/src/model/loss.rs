@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storag
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::exp::{exp, sum_exp};
+use crate::model::exp::{exp, scaled_exp_in_place, sum_exp};
 use crate::model::fused::contiguous;
 use crate::model::gemm::sgemm as gemm;
 
@@ -278,7 +278,7 @@ impl CustomOp3 for LinearCrossEntropy {
             .zip(kept.par_iter())
             .try_for_each(|(row, &i)| {
                 let (gi, l) = (g[i], lse[i]);
-                row.iter_mut().for_each(|x| *x = gi * exp(*x - l));
+                scaled_exp_in_place(row, l, gi);
                 row[check_target(tg[i], v)?] -= gi;
                 Ok::<(), candle_core::Error>(())
             })?;

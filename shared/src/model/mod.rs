@@ -10,7 +10,7 @@ pub mod exp; // a vectorizable f32 e^x for the kernels
 pub mod fused; // fused CPU kernels with their own backward
 pub mod gemm; // the f32 GEMM our kernels call: the `gemm` crate, or MKL with `--features mkl`
 pub mod gguf; // llama.cpp GGUF files: config, dequantized tensors, HF names
-pub mod lanes; // row max and dot product in vector lanes, for the kernels
+pub mod lanes; // vector width for the kernels: run-time CPU dispatch, row max, dot, sum of squares
 pub mod loss; // per-token cross-entropy, and the fused LM head + CE
 
 pub use decoder::{expected_tensors, Llama, Mode};
