@@ -6,6 +6,13 @@
     python3 bench/run.py --configs d256  # the tiny one only
     python3 bench/run.py --mkl           # our side built with `--features mkl`
                                          # (MKL from PyPI wheels, scripts/fetch-mkl.sh)
+    python3 bench/run.py --mkl-runtime   # the default build, MKL's shared library
+                                         # loaded at run time (fetch-mkl.sh --runtime)
+
+Our binaries pick their GEMM when they start (shared/src/model/blas.rs): MKL
+if its shared library is found and the CPU is an Intel one, else the built-in
+`gemm` crate. Without --mkl-runtime this sets RHO1_GEMM=builtin, so the
+default row measures the pure-Rust build whatever is installed.
 
 It builds the release binaries, creates `.venv-bench` from PyPI (torch,
 transformers, pyarrow; ~5.8 GB, once), trains a vocab-8192 tokenizer on the
@@ -160,14 +167,25 @@ def main():
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--mkl", action="store_true",
                     help="build our side with --features mkl (MKL from PyPI wheels, ~500 MB once)")
+    ap.add_argument("--mkl-runtime", action="store_true",
+                    help="default build, MKL's shared library loaded at run time "
+                         "(scripts/fetch-mkl.sh --runtime, ~550 MB once)")
     ap.add_argument("--memory-repeats", type=int, default=3)
     a = ap.parse_args()
+    if a.mkl and a.mkl_runtime:
+        ap.error("--mkl and --mkl-runtime are two different builds: pick one")
 
     os.makedirs(a.work, exist_ok=True)
     log("building release binaries" + (" with MKL" if a.mkl else ""))
     build(a.mkl)
     py, versions = ensure_venv()
     env = env_threads(a.threads)
+    if a.mkl_runtime:
+        lib = subprocess.run(["bash", os.path.join(ROOT, "scripts", "fetch-mkl.sh"), "--runtime"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        env.update(RHO1_GEMM="mkl", RHO1_MKL_DIR=lib)
+    elif not a.mkl:
+        env["RHO1_GEMM"] = "builtin"
     torch_side = [py, os.path.join(ROOT, "bench", "torch_side.py"), "--threads", str(a.threads)]
 
     tok = os.path.join(a.work, "tokenizer.json")
@@ -296,7 +314,10 @@ def report(a, versions, results, memory):
     print(f"# candle (ours) vs PyTorch {versions} on this CPU: f32, {a.threads} threads, "
           f"batch 8 x 256, {a.rounds} alternating rounds, median (min..max over rounds)")
     print(f"CPU: {cpu_model()}")
-    print(f"our build: {'--features mkl' if a.mkl else 'default features'}")
+    build = ("--features mkl" if a.mkl else
+             "default features, MKL loaded at run time (RHO1_GEMM=mkl)" if a.mkl_runtime else
+             "default features, built-in gemm crate (RHO1_GEMM=builtin)")
+    print(f"our build: {build}")
     for name, (r, x) in results.items():
         h, i, layers, heads = CONFIGS[name]
         print(f"\n## {name}: hidden {h}, intermediate {i}, {layers} layers, {heads} heads, "

@@ -303,6 +303,13 @@ impl CommonArgs {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    shared::model::blas::init()?;
+    if shared::model::blas::loaded_sgemm().is_some() {
+        eprintln!(
+            "matmul: {} (RHO1_GEMM=builtin for the built-in one)",
+            shared::model::blas::describe()
+        );
+    }
     match cli.command {
         Command::Tokenizer {
             corpus,

@@ -136,6 +136,13 @@ fn eval_cmd(
 }
 
 fn run(cli: Cli) -> Result<()> {
+    shared::model::blas::init()?;
+    if shared::model::blas::loaded_sgemm().is_some() {
+        eprintln!(
+            "matmul: {} (RHO1_GEMM=builtin for the built-in one)",
+            shared::model::blas::describe()
+        );
+    }
     match cli.command {
         Command::Train(a) => {
             let settings = (*a).resolve()?;

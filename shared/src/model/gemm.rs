@@ -1,15 +1,12 @@
 //! The f32 GEMM our own CPU kernels call (the fused LM head + loss): the
-//! same routine candle's matmul uses in this build. By default that is the
-//! pure-Rust `gemm` crate (AVX-512 kernels where the CPU has them); with the
-//! `mkl` cargo feature it is MKL's `sgemm`, as candle's matmul then is too.
+//! same routine candle's matmul uses in this process. By default that is the
+//! pure-Rust `gemm` crate (AVX-512 kernels where the CPU has them); MKL's
+//! `sgemm` where [`crate::model::blas`] loaded it at run time or the `mkl`
+//! cargo feature linked it in, as candle's matmul then is too.
 
-/// The library behind [`sgemm`] and candle's matmul in this build.
-pub fn backend() -> &'static str {
-    if cfg!(feature = "mkl") {
-        "mkl"
-    } else {
-        "gemm-crate"
-    }
+/// The library behind [`sgemm`] and candle's matmul in this process.
+pub fn backend() -> String {
+    crate::model::blas::describe()
 }
 
 /// dst (m, n) = a (m, k) @ b (k, n) [+ dst], each operand given as (slice,
@@ -29,9 +26,21 @@ pub fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(feature = "mkl")]
-    if mkl::sgemm((m, n, k), dst, accumulate, (a, a_rs, a_cs), (b, b_rs, b_cs)) {
-        return;
+    if let Some(f) = mkl_sgemm() {
+        // SAFETY: the asserts above keep every index the strides reach in bounds.
+        let done = unsafe {
+            crate::model::blas::call(
+                f,
+                (m, n, k),
+                (dst.as_mut_ptr(), n),
+                accumulate,
+                (a.as_ptr(), a_rs, a_cs),
+                (b.as_ptr(), b_rs, b_cs),
+            )
+        };
+        if done {
+            return;
+        }
     }
     let threads = candle_core::utils::get_num_threads();
     let par = if threads > 1 {
@@ -113,87 +122,33 @@ fn gemm_crate(
     }
 }
 
-#[cfg(feature = "mkl")]
-mod mkl {
-    use std::ffi::{c_char, c_int};
-
-    extern "C" {
-        // Fortran BLAS, column-major; linked by candle's `mkl` feature.
-        fn sgemm_(
-            transa: *const c_char,
-            transb: *const c_char,
-            m: *const c_int,
-            n: *const c_int,
-            k: *const c_int,
-            alpha: *const f32,
-            a: *const f32,
-            lda: *const c_int,
-            b: *const f32,
-            ldb: *const c_int,
-            beta: *const f32,
-            c: *mut f32,
-            ldc: *const c_int,
-        );
-    }
-
-    /// One operand as column-major BLAS sees it: the transpose flag and the
-    /// leading dimension, for a matrix of `rows` x `cols` (row-major view)
-    /// that BLAS must read transposed. None when neither stride is 1.
-    fn operand(rs: usize, cs: usize, rows: usize, cols: usize) -> Option<(u8, c_int)> {
-        // Row-major X (rows, cols) is column-major X^T: BLAS wants X^T
-        // untransposed when the column stride is 1, X transposed otherwise.
-        let (flag, ld, min) = if cs == 1 {
-            (b'N', rs, cols)
-        } else if rs == 1 {
-            (b'T', cs, rows)
-        } else {
-            return None;
-        };
-        c_int::try_from(ld.max(min).max(1))
-            .ok()
-            .map(|ld| (flag, ld))
-    }
-
-    /// Row-major C = A B is column-major C^T = B^T A^T. False when a stride
-    /// does not fit BLAS (the caller then uses the `gemm` crate).
-    pub(super) fn sgemm(
-        (m, n, k): (usize, usize, usize),
-        dst: &mut [f32],
-        accumulate: bool,
-        (a, a_rs, a_cs): (&[f32], usize, usize),
-        (b, b_rs, b_cs): (&[f32], usize, usize),
-    ) -> bool {
-        let (Some((tb, ldb)), Some((ta, lda))) =
-            (operand(b_rs, b_cs, k, n), operand(a_rs, a_cs, m, k))
-        else {
-            return false;
-        };
-        let (Ok(mi), Ok(ni), Ok(ki)) = (c_int::try_from(m), c_int::try_from(n), c_int::try_from(k))
-        else {
-            return false;
-        };
-        let (alpha, beta) = (1f32, if accumulate { 1f32 } else { 0f32 });
-        // SAFETY: the caller checked that every element the strides reach is
-        // inside the slices; BLAS reads and writes nothing else.
-        unsafe {
-            sgemm_(
-                &(tb as c_char),
-                &(ta as c_char),
-                &ni,
-                &mi,
-                &ki,
-                &alpha,
-                b.as_ptr(),
-                &ldb,
-                a.as_ptr(),
-                &lda,
-                &beta,
-                dst.as_mut_ptr(),
-                &ni,
+/// MKL's `sgemm_`: linked in with the `mkl` feature, else loaded at run
+/// time if [`crate::model::blas`] chose it.
+fn mkl_sgemm() -> Option<crate::model::blas::Sgemm> {
+    #[cfg(feature = "mkl")]
+    {
+        extern "C" {
+            // Fortran BLAS, column-major; linked by candle's `mkl` feature.
+            fn sgemm_(
+                transa: *const std::ffi::c_char,
+                transb: *const std::ffi::c_char,
+                m: *const std::ffi::c_int,
+                n: *const std::ffi::c_int,
+                k: *const std::ffi::c_int,
+                alpha: *const f32,
+                a: *const f32,
+                lda: *const std::ffi::c_int,
+                b: *const f32,
+                ldb: *const std::ffi::c_int,
+                beta: *const f32,
+                c: *mut f32,
+                ldc: *const std::ffi::c_int,
             );
         }
-        true
+        Some(sgemm_)
     }
+    #[cfg(not(feature = "mkl"))]
+    crate::model::blas::loaded_sgemm()
 }
 
 #[cfg(test)]
@@ -219,9 +174,10 @@ mod tests {
     }
 
     /// Every stride layout the kernels use, plain and accumulating, against
-    /// a naive product (the same test covers the MKL path in `mkl` builds).
+    /// a naive product (the same test covers the MKL path where it is chosen).
     #[test]
     fn sgemm_matches_a_naive_product_for_every_layout() {
+        crate::model::blas::init().unwrap(); // MKL where installed (see blas.rs)
         let (m, n, k) = (37, 29, 53);
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)

@@ -162,6 +162,7 @@ pub fn set_threads(n: Option<usize>) {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global();
+        crate::model::blas::set_threads(n);
     }
     tune_cpu_threads();
 }

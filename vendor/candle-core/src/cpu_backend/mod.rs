@@ -1510,10 +1510,39 @@ impl Map2 for MatMul {
             // over itself, so a stride-zero batch on lhs goes through the loop below.
             (b, m, n, k)
         };
+        // rho1 patch: a run-time f32 GEMM where one is registered (gemm_hook.rs).
+        let hook = match T::DTYPE {
+            DType::F32 if k > 0 && [lhs_cs, lhs_rs, rhs_cs, rhs_rs].iter().all(|&s| s > 0) => {
+                crate::gemm_hook::f32_gemm()
+            }
+            _ => None,
+        };
         for step in 0..b {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
             let dst_p = &mut dst[step * c_skip..];
+            if let Some(f) = hook {
+                // SAFETY: T is f32 (checked above); the strides and offsets are
+                // the ones the `gemm` call below would use.
+                let done = unsafe {
+                    f(
+                        m,
+                        n,
+                        k,
+                        dst_p.as_mut_ptr() as *mut f32,
+                        dst_rs,
+                        lhs_p.as_ptr() as *const f32,
+                        lhs_cs,
+                        lhs_rs,
+                        rhs_p.as_ptr() as *const f32,
+                        rhs_cs,
+                        rhs_rs,
+                    )
+                };
+                if done {
+                    continue;
+                }
+            }
             unsafe {
                 gemm(
                     /* m: usize = */ m,
