@@ -55,7 +55,8 @@ static CHOICE: OnceLock<Option<Mkl>> = OnceLock::new();
 const MKL_RT: &str = "libmkl_rt.so.2";
 
 /// Decides the GEMM (once; later calls return the first answer) and registers
-/// MKL's with candle's matmul when it is chosen. Call before the first matmul.
+/// MKL's with candle's matmul when it is chosen. Call before the first matmul
+/// (the binaries do first thing; [`crate::model::Llama::load`] does too).
 pub fn init() -> Result<()> {
     if CHOICE.get().is_some() {
         return Ok(());

@@ -326,6 +326,7 @@ impl Llama {
     /// With a VarMap-backed `vb` every weight is a trainable variable.
     pub fn load(vb: VarBuilder, cfg: &LlamaConfig, mode: Mode) -> Result<Self> {
         cfg.validate()?;
+        crate::model::blas::init()?; // the GEMM, chosen once per process
         let (v, c) = (cfg.vocab_size, cfg.hidden_size);
         let embed = vb.pp("model.embed_tokens").get((v, c), "weight")?;
         let lm_head = if cfg.tie_word_embeddings {
