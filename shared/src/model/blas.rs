@@ -137,6 +137,16 @@ fn is_intel() -> bool {
     false
 }
 
+/// MKL's OpenMP workers spin 200 ms after each call by default and then
+/// fight rayon's for the cores: elementwise MKL calls ran 3-4x slower that
+/// way on this project's Intel machine. Unless the user chose a block time,
+/// they sleep at once. Call before MKL's first call.
+pub(crate) fn quiet_openmp() {
+    if std::env::var_os("KMP_BLOCKTIME").is_none() {
+        std::env::set_var("KMP_BLOCKTIME", "0");
+    }
+}
+
 /// The folders tried for `libmkl_rt.so.2`, in order.
 fn candidates() -> Vec<PathBuf> {
     if let Some(d) = std::env::var_os("RHO1_MKL_DIR") {
@@ -156,12 +166,7 @@ fn candidates() -> Vec<PathBuf> {
 
 fn load() -> Result<Mkl> {
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
-    // MKL's OpenMP workers spin 200 ms after each call by default and then
-    // fight rayon's for the cores (elementwise calls ran 3-4x slower that way
-    // on this project's Intel machine); its thread count follows ours.
-    if std::env::var_os("KMP_BLOCKTIME").is_none() {
-        std::env::set_var("KMP_BLOCKTIME", "0");
-    }
+    quiet_openmp();
     let dirs = candidates();
     let explicit = std::env::var_os("RHO1_MKL_DIR").is_some();
     let mut tried = Vec::new();

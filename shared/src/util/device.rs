@@ -137,13 +137,8 @@ pub fn tune_cpu_threads() {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     #[cfg(feature = "mkl")]
     {
-        // MKL's OpenMP workers spin 200 ms after each call by default and then
-        // fight rayon's for the cores: elementwise MKL calls ran 3-4x slower
-        // with the default on this project's Intel machine. Its thread count
-        // follows ours.
-        if std::env::var_os("KMP_BLOCKTIME").is_none() {
-            std::env::set_var("KMP_BLOCKTIME", "0");
-        }
+        // MKL linked in: its OpenMP runtime reads these when it starts.
+        crate::model::blas::quiet_openmp();
         std::env::set_var("MKL_NUM_THREADS", threads.to_string());
     }
     if threads <= 2 {
