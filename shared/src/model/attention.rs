@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::model::exp::exp_in_place;
-use crate::model::fused::contiguous;
+use crate::model::fused::{contiguous, overwritten};
 use crate::model::gemm::sgemm_serial as gemm1;
 use crate::model::lanes;
 use crate::model::loss::cpu_f32;
@@ -133,7 +133,7 @@ impl CustomOp3 for CausalAttention {
         // One task per (batch, head): its probabilities (kept for the
         // backward) and its (T, D) output, scattered into (B, T, H*D) after.
         let mut probs = vec![0f32; if self.keep { b * h * tt } else { 0 }];
-        let mut ys = vec![0f32; b * h * td];
+        let mut ys = overwritten(b * h * td); // the row blocks' p v products cover every row
         let work = |bh: usize, p: &mut [f32], y: &mut [f32]| {
             let (bi, hi) = (bh / h, bh % h);
             let kv = hi / dm.rep();
@@ -171,7 +171,7 @@ impl CustomOp3 for CausalAttention {
                 .enumerate()
                 .for_each_init(|| vec![0f32; tt], |p, (bh, y)| work(bh, p, y));
         }
-        let mut out = vec![0f32; b * t * h * d];
+        let mut out = overwritten(b * t * h * d); // each row gets its H heads' D values
         out.par_chunks_mut(h * d).enumerate().for_each(|(bt, row)| {
             let (bi, ti) = (bt / t, bt % t);
             for hi in 0..h {

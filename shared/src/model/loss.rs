@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::model::exp::{exp, scaled_exp_in_place, sum_exp};
-use crate::model::fused::contiguous;
+use crate::model::fused::{contiguous, overwritten};
 use crate::model::gemm::sgemm as gemm;
 
 /// logits (B, T, V), targets (B, T) u32 -> loss (B, T) f32, natural log.
@@ -216,7 +216,7 @@ impl CustomOp3 for LinearCrossEntropy {
         } else {
             ((1 << 22) / v).max(256).clamp(1, n.max(1))
         };
-        let mut logits = vec![0f32; chunk.min(n) * v];
+        let mut logits = overwritten(chunk.min(n) * v); // each chunk's GEMM writes its rows before they are read
         let (mut loss, mut lse) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for start in (0..n).step_by(chunk) {
             let rows = chunk.min(n - start);
