@@ -9,7 +9,7 @@
     python3 bench/run.py --mkl-runtime   # the default build, MKL's shared library
                                          # loaded at run time (fetch-mkl.sh --runtime)
 
-Our binaries pick their GEMM when they start (shared/src/model/blas.rs): MKL
+Our binaries pick their GEMM when they start (shared/src/kernels/blas.rs): MKL
 if its shared library is found and the CPU is an Intel one, else the built-in
 `gemm` crate. Without --mkl-runtime this sets RHO1_GEMM=builtin, so the
 default row measures the pure-Rust build whatever is installed.

@@ -4,7 +4,7 @@
 #   bash scripts/fetch-mkl.sh --runtime   # shared libraries (~550 MB) into .cache/mkl-rt/lib
 #   RHO1_MKL_DIR=$PWD/.cache/mkl-rt/lib target/release/trainer ...
 #
-# The default build loads them at run time on Intel CPUs (shared/src/model/blas.rs:
+# The default build loads them at run time on Intel CPUs (shared/src/kernels/blas.rs:
 # RHO1_GEMM=auto|mkl|builtin); `pip install mkl==2024.2.0 intel-openmp==2024.2.0`
 # into the active virtual environment works as well, with no RHO1_MKL_DIR.
 #

@@ -84,7 +84,7 @@ impl Norm {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         Ok(match mode {
             Mode::Train if use_fused(x.device(), x.dtype()) => {
-                crate::model::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
+                crate::kernels::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
             }
             Mode::Train => self.inner.forward_diff(x)?,
             Mode::Infer => self.inner.forward(x)?,
@@ -178,7 +178,7 @@ impl Rotary {
         let (cos, sin) = self.tables(x.dim(1)?)?;
         if use_fused(x.device(), x.dtype()) {
             // One fused pass (transpose + rotate + scale), with its own backward.
-            return crate::model::fused::rope_to_heads(x, &cos, &sin, scale as f32);
+            return crate::kernels::fused::rope_to_heads(x, &cos, &sin, scale as f32);
         }
         let x = x.transpose(1, 2)?.contiguous()?;
         let y = match mode {
@@ -240,7 +240,7 @@ impl Attention {
         let val = self.v_proj.forward(x)?.reshape((b, t, k, d))?; // (B, T, K, D)
         if use_fused(x.device(), x.dtype()) {
             // Scores, causal softmax and mix per head in one op, with its own backward.
-            let y = crate::model::attention::causal_attention(&q, &key, &val)?; // (B, T, H*D)
+            let y = crate::kernels::attention::causal_attention(&q, &key, &val)?; // (B, T, H*D)
             return Ok(self.o_proj.forward(&y)?);
         }
         let val = val.transpose(1, 2)?.contiguous()?; // (B, K, T, D)
@@ -277,7 +277,7 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?); // (B, T, I)
         let act = if use_fused(x.device(), x.dtype()) {
-            crate::model::fused::swiglu(&gate, &up)? // one pass, with its own backward
+            crate::kernels::fused::swiglu(&gate, &up)? // one pass, with its own backward
         } else {
             (gate.silu()? * up)?
         };
@@ -326,7 +326,7 @@ impl Llama {
     /// With a VarMap-backed `vb` every weight is a trainable variable.
     pub fn load(vb: VarBuilder, cfg: &LlamaConfig, mode: Mode) -> Result<Self> {
         cfg.validate()?;
-        crate::model::blas::init()?; // the GEMM, chosen once per process
+        crate::kernels::blas::init()?; // the GEMM, chosen once per process
         let (v, c) = (cfg.vocab_size, cfg.hidden_size);
         let embed = vb.pp("model.embed_tokens").get((v, c), "weight")?;
         let lm_head = if cfg.tie_word_embeddings {

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::lanes::{self, multiversioned};
+use crate::kernels::lanes::{self, multiversioned};
 
 /// The contiguous data of a CPU tensor's storage, or an error naming `what`.
 pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
@@ -206,7 +206,7 @@ const SWIGLU_CHUNK: usize = 1 << 14; // elements per rayon task
 
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + crate::model::exp::exp(-x))
+    1.0 / (1.0 + crate::kernels::exp::exp(-x))
 }
 
 multiversioned! {

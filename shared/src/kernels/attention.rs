@@ -19,11 +19,11 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::exp::exp_in_place;
-use crate::model::fused::{contiguous, overwritten};
-use crate::model::gemm::sgemm_serial as gemm1;
-use crate::model::lanes;
-use crate::model::loss::cpu_f32;
+use crate::kernels::cross_entropy::cpu_f32;
+use crate::kernels::exp::exp_in_place;
+use crate::kernels::fused::{contiguous, overwritten};
+use crate::kernels::gemm::sgemm_serial as gemm1;
+use crate::kernels::lanes;
 
 /// q (B, H, T, D), already scaled and rotated; k (B, K, T, D), rotated; v
 /// (B, T, K, D), the value projection's output as it is -> (B, T, H * D),

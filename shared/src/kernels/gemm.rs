@@ -1,12 +1,12 @@
 //! The f32 GEMM our own CPU kernels call (the fused LM head + loss): the
 //! same routine candle's matmul uses in this process. By default that is the
 //! pure-Rust `gemm` crate (AVX-512 kernels where the CPU has them); MKL's
-//! `sgemm` where [`crate::model::blas`] loaded it at run time or the `mkl`
+//! `sgemm` where [`crate::kernels::blas`] loaded it at run time or the `mkl`
 //! cargo feature linked it in, as candle's matmul then is too.
 
 /// The library behind [`sgemm`] and candle's matmul in this process.
 pub fn backend() -> String {
-    crate::model::blas::describe()
+    crate::kernels::blas::describe()
 }
 
 /// dst (m, n) = a (m, k) @ b (k, n) [+ dst], each operand given as (slice,
@@ -29,7 +29,7 @@ pub fn sgemm(
     if let Some(f) = mkl_sgemm() {
         // SAFETY: the asserts above keep every index the strides reach in bounds.
         let done = unsafe {
-            crate::model::blas::call(
+            crate::kernels::blas::call(
                 f,
                 (m, n, k),
                 (dst.as_mut_ptr(), n),
@@ -123,8 +123,8 @@ fn gemm_crate(
 }
 
 /// MKL's `sgemm_`: linked in with the `mkl` feature, else loaded at run
-/// time if [`crate::model::blas`] chose it.
-fn mkl_sgemm() -> Option<crate::model::blas::Sgemm> {
+/// time if [`crate::kernels::blas`] chose it.
+fn mkl_sgemm() -> Option<crate::kernels::blas::Sgemm> {
     #[cfg(feature = "mkl")]
     {
         extern "C" {
@@ -148,7 +148,7 @@ fn mkl_sgemm() -> Option<crate::model::blas::Sgemm> {
         Some(sgemm_)
     }
     #[cfg(not(feature = "mkl"))]
-    crate::model::blas::loaded_sgemm()
+    crate::kernels::blas::loaded_sgemm()
 }
 
 #[cfg(test)]
@@ -177,7 +177,7 @@ mod tests {
     /// a naive product (the same test covers the MKL path where it is chosen).
     #[test]
     fn sgemm_matches_a_naive_product_for_every_layout() {
-        crate::model::blas::init().unwrap(); // MKL where installed (see blas.rs)
+        crate::kernels::blas::init().unwrap(); // MKL where installed (see blas.rs)
         let (m, n, k) = (37, 29, 53);
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)

@@ -47,7 +47,7 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-use crate::model::lanes::multiversioned;
+use crate::kernels::lanes::multiversioned;
 
 const LANES: usize = 8;
 

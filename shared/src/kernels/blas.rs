@@ -15,6 +15,11 @@
 //! holding `libmkl_rt.so.2`; otherwise `$VIRTUAL_ENV/lib`, `$CONDA_PREFIX/lib`,
 //! `~/.local/lib` and then the loader's own search path are tried. Builds
 //! with the `mkl` cargo feature link MKL statically and use it always.
+//!
+//! candle's matmul reaches MKL through `candle_core::gemm_hook`, which only
+//! the vendored candle-core has (vendor/README.md); built with the
+//! `upstream-candle` feature against crates.io's candle-core, MKL runs only
+//! our own kernels' products and candle's matmul keeps the `gemm` crate.
 
 use std::ffi::{c_char, c_int};
 use std::path::{Path, PathBuf};
@@ -56,7 +61,7 @@ const MKL_RT: &str = "libmkl_rt.so.2";
 
 /// Decides the GEMM (once; later calls return the first answer) and registers
 /// MKL's with candle's matmul when it is chosen. Call before the first matmul
-/// (the binaries do first thing; [`crate::model::Llama::load`] does too).
+/// (the binaries do first thing; `model::Llama::load` does too).
 pub fn init() -> Result<()> {
     if CHOICE.get().is_some() {
         return Ok(());
@@ -75,13 +80,28 @@ pub fn init() -> Result<()> {
         }
     };
     if let Some(m) = &mkl {
+        // candle's own matmul too, through the vendored hook (vendor/patches/0004);
+        // with crates.io's candle-core only our kernels call MKL.
+        #[cfg(not(feature = "upstream-candle"))]
         candle_core::gemm_hook::set_f32_gemm(candle_gemm);
         if let Some(f) = m.set_threads {
             // SAFETY: MKL_Set_Num_Threads takes a plain int.
-            unsafe { f(threads() as c_int) };
+            unsafe { f(crate::kernels::threads::worker_threads() as c_int) };
         }
     }
     let _ = CHOICE.set(mkl);
+    Ok(())
+}
+
+/// [`init`], for a binary's `main`: says on stderr when MKL was loaded.
+pub fn init_and_report() -> Result<()> {
+    init()?;
+    if loaded_sgemm().is_some() {
+        eprintln!(
+            "matmul: {} (RHO1_GEMM=builtin for the built-in one)",
+            describe()
+        );
+    }
     Ok(())
 }
 
@@ -111,14 +131,6 @@ pub fn describe() -> String {
         Some(Some(m)) => format!("mkl ({})", m.origin),
         _ => "gemm-crate".into(),
     }
-}
-
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// GenuineIntel, from CPUID leaf 0.
@@ -231,7 +243,8 @@ fn load() -> Result<Mkl> {
         (sgemm, set_threads, version)
     };
     std::mem::forget(lib); // the function pointers live as long as the process
-                           // "Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build ..." -> "2024.2"
+
+    // "Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build ..." -> "2024.2"
     let version = version.unwrap_or_default();
     let version = version
         .split_once("Version ")
@@ -250,6 +263,7 @@ fn load() -> Result<Mkl> {
 ///
 /// # Safety
 /// The pointers and strides describe valid (m, k), (k, n) and (m, n) matrices.
+#[cfg(not(feature = "upstream-candle"))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn candle_gemm(
     m: usize,
