@@ -303,13 +303,7 @@ impl CommonArgs {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    shared::model::blas::init()?;
-    if shared::model::blas::loaded_sgemm().is_some() {
-        eprintln!(
-            "matmul: {} (RHO1_GEMM=builtin for the built-in one)",
-            shared::model::blas::describe()
-        );
-    }
+    shared::kernels::blas::init_and_report()?;
     match cli.command {
         Command::Tokenizer {
             corpus,
@@ -318,11 +312,11 @@ fn run(cli: Cli) -> Result<()> {
             text_field,
             threads,
         } => {
-            shared::util::device::set_threads(threads);
+            shared::kernels::threads::set_threads(threads);
             bpe::train_tokenizer(&corpus, vocab_size, &out, &text_field)
         }
         Command::Pack { tokenizer, common } => {
-            shared::util::device::set_threads(common.threads);
+            shared::kernels::threads::set_threads(common.threads);
             job::run(&common.settings(tokenizer, None)?)
         }
         Command::Score {
@@ -331,7 +325,7 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
             common,
         } => {
-            shared::util::device::set_threads(common.threads);
+            shared::kernels::threads::set_threads(common.threads);
             // A GGUF file carries its tokenizer; a directory has tokenizer.json.
             let tokenizer = tokenizer.unwrap_or_else(|| {
                 if model.is_file() {
@@ -409,7 +403,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
             threads,
         } => {
-            shared::util::device::set_threads(threads);
+            shared::kernels::threads::set_threads(threads);
             derive::align::run(&derive::align::AlignArgs {
                 scores: &scores,
                 tokenizer: &tokenizer,
@@ -430,7 +424,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    shared::util::device::tune_cpu_threads();
+    shared::kernels::threads::tune_cpu_threads();
     shared::util::guard::install_panic_hook();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

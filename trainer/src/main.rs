@@ -136,13 +136,7 @@ fn eval_cmd(
 }
 
 fn run(cli: Cli) -> Result<()> {
-    shared::model::blas::init()?;
-    if shared::model::blas::loaded_sgemm().is_some() {
-        eprintln!(
-            "matmul: {} (RHO1_GEMM=builtin for the built-in one)",
-            shared::model::blas::describe()
-        );
-    }
+    shared::kernels::blas::init_and_report()?;
     match cli.command {
         Command::Train(a) => {
             let settings = (*a).resolve()?;
@@ -150,7 +144,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(a) => {
-            shared::util::device::set_threads(a.threads);
+            shared::kernels::threads::set_threads(a.threads);
             demo::run(&a)
         }
         Command::Selection(a) => selection::run(&a),
@@ -165,7 +159,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             device,
         } => {
-            shared::util::device::set_threads(threads);
+            shared::kernels::threads::set_threads(threads);
             eval_cmd(&model, &data, batch_size, max_windows, json, &device)
         }
     }
@@ -173,7 +167,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    shared::util::device::tune_cpu_threads();
+    shared::kernels::threads::tune_cpu_threads();
     shared::util::guard::install_panic_hook();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -330,7 +330,7 @@ impl<'a> Run<'a> {
     /// Checks, model, run directory and resume point; nothing in the run
     /// directory is touched before every check has passed.
     fn setup(s: &'a Settings) -> Result<Self> {
-        shared::util::device::set_threads(s.threads);
+        shared::kernels::threads::set_threads(s.threads);
         let dev = shared::util::device::parse_device(&s.device)?;
         let dtype = shared::util::device::parse_dtype(&s.dtype)?;
         shared::util::device::check_dtype(&dev, dtype)?;

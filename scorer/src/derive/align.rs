@@ -273,6 +273,28 @@ pub fn run(a: &AlignArgs) -> Result<()> {
     result
 }
 
+/// A document's bytes under both tokenizers must be the same text (or one a
+/// prefix of the other where `partial`: a set's last document may be cut).
+fn same_text(id: u64, rb: &[u8], tb: &[u8], partial: bool) -> Result<()> {
+    let same = if partial {
+        rb.starts_with(tb) || tb.starts_with(rb)
+    } else {
+        rb == tb
+    };
+    if !same {
+        let at = rb
+            .iter()
+            .zip(tb)
+            .position(|(x, y)| x != y)
+            .unwrap_or(rb.len().min(tb.len()));
+        bail!(
+            "document {}: its text differs between the tokenizers from byte {at} on (a normalizer or added prefix in one of them?); only byte-exact tokenizers can be aligned",
+            id
+        );
+    }
+    Ok(())
+}
+
 fn align_onto(src: &ScoreSet, ref_tok: &Tokenizer, pack_dir: &Path, a: &AlignArgs) -> Result<()> {
     let tgt = ScoreSet::open(pack_dir)?;
     let tgt_job = &tgt.manifest().job;
@@ -312,22 +334,7 @@ fn align_onto(src: &ScoreSet, ref_tok: &Tokenizer, pack_dir: &Path, a: &AlignArg
         let (rb, tb) = (cat(&ref_bytes, &d.tokens), cat(&tgt_bytes, toks));
         // the last document of either set may be cut short by its dropped tail
         let partial = Some(*id) == last_tgt || Some(d.id) == last_src;
-        let same = if partial {
-            rb.starts_with(&tb) || tb.starts_with(&rb)
-        } else {
-            rb == tb
-        };
-        if !same {
-            let at = rb
-                .iter()
-                .zip(&tb)
-                .position(|(x, y)| x != y)
-                .unwrap_or(rb.len().min(tb.len()));
-            bail!(
-                "document {}: its text differs between the tokenizers from byte {at} on (a normalizer or added prefix in one of them?); only byte-exact tokenizers can be aligned",
-                d.id
-            );
-        }
+        same_text(d.id, &rb, &tb, partial)?;
         let rl: Vec<usize> = d
             .tokens
             .iter()

@@ -51,6 +51,103 @@ fn rank_values(w: &Windows, o: Option<&Windows>) -> Vec<f32> {
     }
 }
 
+/// Where the kept tokens end: the k-th smallest rank value of the n
+/// predicted tokens, and how many ties at it are kept (in row order).
+struct Cut {
+    threshold: f32,
+    n: usize,
+    k: usize,
+    ties_left: usize,
+}
+
+/// Pass 1 over the set: the [`Cut`] of the lowest `ratio` of rank values.
+fn cut(set: &ScoreSet, other: Option<&ScoreSet>, ratio: f64) -> Result<Cut> {
+    let mut values = Vec::new();
+    for_each_group(set, other, |_, w, o| {
+        values.extend(
+            rank_values(w, o)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % w.seq_len != 0)
+                .map(|(_, v)| v),
+        );
+        Ok(())
+    })?;
+    let n = values.len();
+    let k = ((ratio * n as f64).ceil() as usize).clamp(1, n);
+    let (_, kth, _) = values.select_nth_unstable_by(k - 1, f32::total_cmp);
+    let threshold = *kth;
+    let below = values
+        .iter()
+        .filter(|v| v.total_cmp(&threshold).is_lt())
+        .count();
+    Ok(Cut {
+        threshold,
+        n,
+        k,
+        ties_left: k - below,
+    })
+}
+
+/// The export's columns: one row per token, `keep` the loss mask.
+fn export_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("seq_id", DataType::UInt64, false),
+        Field::new("pos", DataType::UInt32, false),
+        Field::new("doc_id", DataType::UInt64, false),
+        Field::new("token_id", DataType::UInt32, false),
+        Field::new("ref_loss", DataType::Float32, true),
+        Field::new("keep", DataType::Boolean, false),
+    ]))
+}
+
+/// One row group of the set as export rows.
+fn export_batch(
+    schema: &Arc<Schema>,
+    w: &Windows,
+    ref_loss: &[f32],
+    keep: Vec<bool>,
+) -> Result<RecordBatch> {
+    let t = w.seq_len;
+    let seq: Vec<u64> = w
+        .seq_ids
+        .iter()
+        .flat_map(|&s| std::iter::repeat_n(s, t))
+        .collect();
+    let pos: Vec<u32> = (0..w.tokens.len()).map(|i| (i % t) as u32).collect();
+    let loss: Vec<Option<f32>> = ref_loss
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (i % t != 0).then_some(x))
+        .collect();
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(UInt64Array::from(seq)),
+            Arc::new(UInt32Array::from(pos)),
+            Arc::new(UInt64Array::from(w.doc_ids.clone())),
+            Arc::new(UInt32Array::from(w.tokens.clone())),
+            Arc::new(Float32Array::from(loss)),
+            Arc::new(BooleanArray::from(keep)),
+        ],
+    )?)
+}
+
+/// The source set's vocabulary, documents and tokenizer, beside the export.
+fn copy_side_tables(set_dir: &Path, tmp: &Path) -> shared::Result<()> {
+    for f in [
+        VOCAB_FILE,
+        DOCUMENTS_FILE,
+        shared::model::checkpoint::TOKENIZER_FILE,
+    ] {
+        let src = set_dir.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, tmp.join(f)).map_err(|e| shared::Error::io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Result<()> {
     if !(ratio > 0.0 && ratio <= 1.0) {
         bail!("--ratio must be in (0, 1], got {ratio}");
@@ -69,28 +166,12 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
     if let Some(o) = &other {
         set.check_same_windows(o)?;
     }
-    // Pass 1: the k-th smallest rank value; ties at it are kept in row order.
-    let mut values = Vec::new();
-    for_each_group(&set, other.as_ref(), |_, w, o| {
-        values.extend(
-            rank_values(w, o)
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| i % w.seq_len != 0)
-                .map(|(_, v)| v),
-        );
-        Ok(())
-    })?;
-    let n = values.len();
-    let k = ((ratio * n as f64).ceil() as usize).clamp(1, n);
-    let (_, kth, _) = values.select_nth_unstable_by(k - 1, f32::total_cmp);
-    let threshold = *kth;
-    let below = values
-        .iter()
-        .filter(|v| v.total_cmp(&threshold).is_lt())
-        .count();
-    let mut ties_left = k - below;
-    drop(values);
+    let Cut {
+        threshold,
+        n,
+        k,
+        mut ties_left,
+    } = cut(&set, other.as_ref(), ratio)?;
 
     let docs: HashMap<u64, String> =
         shared::scores::tables::read_documents(&set.dir().join(DOCUMENTS_FILE))?
@@ -98,14 +179,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
             .map(|(id, src, _)| (id, src))
             .collect();
     let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("seq_id", DataType::UInt64, false),
-        Field::new("pos", DataType::UInt32, false),
-        Field::new("doc_id", DataType::UInt64, false),
-        Field::new("token_id", DataType::UInt32, false),
-        Field::new("ref_loss", DataType::Float32, true),
-        Field::new("keep", DataType::Boolean, false),
-    ]));
+    let schema = export_schema();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .build();
@@ -136,28 +210,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
                 }
                 keep.push(kept);
             }
-            let seq: Vec<u64> = w
-                .seq_ids
-                .iter()
-                .flat_map(|&s| std::iter::repeat_n(s, t))
-                .collect();
-            let pos: Vec<u32> = (0..w.tokens.len()).map(|i| (i % t) as u32).collect();
-            let loss: Vec<Option<f32>> = ref_loss
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| (i % t != 0).then_some(x))
-                .collect();
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(UInt64Array::from(seq)),
-                    Arc::new(UInt32Array::from(pos)),
-                    Arc::new(UInt64Array::from(w.doc_ids.clone())),
-                    Arc::new(UInt32Array::from(w.tokens.clone())),
-                    Arc::new(Float32Array::from(loss)),
-                    Arc::new(BooleanArray::from(keep)),
-                ],
-            )?;
+            let batch = export_batch(&schema, w, ref_loss, keep)?;
             if writers[s].is_none() {
                 let path = tmp.join(shard_file_name(s));
                 let file = std::fs::File::create(&path)
@@ -179,16 +232,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
             wr.close()
                 .map_err(|e| shared::Error::Invalid(e.to_string()))?;
         }
-        for f in [
-            VOCAB_FILE,
-            DOCUMENTS_FILE,
-            shared::model::checkpoint::TOKENIZER_FILE,
-        ] {
-            let src = set.dir().join(f);
-            if src.is_file() {
-                std::fs::copy(&src, tmp.join(f)).map_err(|e| shared::Error::io(&src, e))?;
-            }
-        }
+        copy_side_tables(set.dir(), tmp)?;
         let summary = serde_json::json!({
             "source_set": set.dir().display().to_string(),
             "against": other.as_ref().map(|o| o.dir().display().to_string()),

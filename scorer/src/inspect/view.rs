@@ -97,11 +97,102 @@ pub struct ViewArgs<'a> {
     pub out: &'a Path,
 }
 
-pub fn run(a: &ViewArgs) -> Result<()> {
-    let set = ScoreSet::open(a.set)?;
-    if !set.scored() {
-        bail!("{}: a pack-only set has no losses to show", a.set.display());
+/// The rows kept at `ratio` of the predicted ones (NaN values are not
+/// predicted): the lowest values, or the highest when `higher_kept`; an
+/// exact count, ties broken by row order.
+fn keep_mask(value: &[f32], ratio: f64, higher_kept: bool) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..value.len()).filter(|&i| !value[i].is_nan()).collect();
+    order.sort_by(|&i, &j| {
+        let o = value[i].total_cmp(&value[j]);
+        (if higher_kept { o.reverse() } else { o }).then(i.cmp(&j))
+    });
+    let k = ((ratio * order.len() as f64).ceil() as usize).min(order.len());
+    let mut keep = vec![false; value.len()];
+    for &i in &order[..k] {
+        keep[i] = true;
     }
+    keep
+}
+
+/// What every document of the page is drawn from.
+struct Page<'a> {
+    /// Per row: the value shown (NaN where nothing is predicted).
+    value: &'a [f32],
+    keep: &'a [bool],
+    tokens: &'a [u32],
+    tok: &'a Tokenizer,
+    color: ColorBy,
+    ratio: f64,
+    /// The colour ramp's ends.
+    lo: f64,
+    hi: f64,
+}
+
+impl Page<'_> {
+    /// One document: its summary table and its text, each character coloured.
+    fn document(&self, html: &mut String, d: u64, rows: &[usize]) {
+        let vals: Vec<f64> = rows
+            .iter()
+            .map(|&i| self.value[i] as f64)
+            .filter(|x| !x.is_nan())
+            .collect();
+        let kept = rows.iter().filter(|&&i| self.keep[i]).count();
+        let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+        let _ = write!(
+            html,
+        "<div class=\"doc\"><h2>document {d}</h2><table><tr><th>tokens</th><th>mean</th><th>kept at k={}</th></tr><tr><td>{}</td><td>{mean:.3}</td><td>{:.1}%</td></tr></table><div class=\"text\">",
+        self.ratio,
+        rows.len(),
+        100.0 * kept as f64 / vals.len().max(1) as f64
+    );
+        let bytes: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|&i| self.tok.token_bytes(self.tokens[i]))
+            .collect();
+        for (range, text) in utf8_groups(&bytes) {
+            let group = &rows[range];
+            let vals: Vec<f64> = group
+                .iter()
+                .map(|&i| self.value[i] as f64)
+                .filter(|x| !x.is_nan())
+                .collect();
+            let kept = group.iter().filter(|&&i| self.keep[i]).count();
+            let style = if vals.is_empty() {
+                NOT_PREDICTED.to_string()
+            } else {
+                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                match self.color {
+                    ColorBy::Kept if kept == group.len() => KEPT.into(),
+                    ColorBy::Kept if kept == 0 => DROPPED.into(),
+                    ColorBy::Kept => PARTLY_KEPT.into(),
+                    _ => format!(
+                        "background:{}",
+                        ramp((mean - self.lo) / (self.hi - self.lo).max(1e-9))
+                    ),
+                }
+            };
+            let title: Vec<String> = group
+                .iter()
+                .map(|&i| format!("id {} value {:.3}", self.tokens[i], self.value[i]))
+                .collect();
+            let title = if group.len() > 1 {
+                format!("{} tokens: {}", group.len(), title.join("; "))
+            } else {
+                title.concat()
+            };
+            let _ = write!(
+                html,
+                "<span class=\"t\" style=\"{style}\" title=\"{}\">{}</span>",
+                esc(&title),
+                esc(&text)
+            );
+        }
+        html.push_str("</div></div>");
+    }
+}
+
+/// The set's own tokenizer.json, checked against the manifest's fingerprint.
+fn set_tokenizer(set: &ScoreSet) -> Result<Tokenizer> {
     let tok = Tokenizer::load(
         &set.dir().join(shared::model::checkpoint::TOKENIZER_FILE),
         Some(&set.manifest().job.tokenizer.eos_token),
@@ -112,6 +203,15 @@ pub fn run(a: &ViewArgs) -> Result<()> {
             set.dir().display()
         );
     }
+    Ok(tok)
+}
+
+pub fn run(a: &ViewArgs) -> Result<()> {
+    let set = ScoreSet::open(a.set)?;
+    if !set.scored() {
+        bail!("{}: a pack-only set has no losses to show", a.set.display());
+    }
+    let tok = set_tokenizer(&set)?;
     let other = a.against.map(ScoreSet::open).transpose()?;
     if let Some(o) = &other {
         set.check_same_windows(o)?;
@@ -138,16 +238,7 @@ pub fn run(a: &ViewArgs) -> Result<()> {
     };
     // keep mask at --ratio over the whole set (exact count, ties by row order)
     let higher_kept = live.is_some();
-    let mut order: Vec<usize> = (0..value.len()).filter(|&i| !value[i].is_nan()).collect();
-    order.sort_by(|&i, &j| {
-        let o = value[i].total_cmp(&value[j]);
-        (if higher_kept { o.reverse() } else { o }).then(i.cmp(&j))
-    });
-    let k = ((a.ratio * order.len() as f64).ceil() as usize).min(order.len());
-    let mut keep = vec![false; value.len()];
-    for &i in &order[..k] {
-        keep[i] = true;
-    }
+    let keep = keep_mask(&value, a.ratio, higher_kept);
     let (lo, hi) = {
         let mut v: Vec<f32> = value.iter().copied().filter(|x| !x.is_nan()).collect();
         v.sort_by(f32::total_cmp);
@@ -211,64 +302,21 @@ pub fn run(a: &ViewArgs) -> Result<()> {
         }
     }
     html.push_str("</div>");
+    let page = Page {
+        value: &value,
+        keep: &keep,
+        tokens: &all.tokens,
+        tok: &tok,
+        color: a.color,
+        ratio: a.ratio,
+        lo,
+        hi,
+    };
     for d in &chosen {
         let Some(rows) = by_doc.get(d) else {
             bail!("document {d} is not in {}", set.dir().display())
         };
-        let vals: Vec<f64> = rows
-            .iter()
-            .map(|&i| value[i] as f64)
-            .filter(|x| !x.is_nan())
-            .collect();
-        let kept = rows.iter().filter(|&&i| keep[i]).count();
-        let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
-        let _ = write!(
-            html,
-            "<div class=\"doc\"><h2>document {d}</h2><table><tr><th>tokens</th><th>mean</th><th>kept at k={}</th></tr><tr><td>{}</td><td>{mean:.3}</td><td>{:.1}%</td></tr></table><div class=\"text\">",
-            a.ratio,
-            rows.len(),
-            100.0 * kept as f64 / vals.len().max(1) as f64
-        );
-        let bytes: Vec<Vec<u8>> = rows
-            .iter()
-            .map(|&i| tok.token_bytes(all.tokens[i]))
-            .collect();
-        for (range, text) in utf8_groups(&bytes) {
-            let group = &rows[range];
-            let vals: Vec<f64> = group
-                .iter()
-                .map(|&i| value[i] as f64)
-                .filter(|x| !x.is_nan())
-                .collect();
-            let kept = group.iter().filter(|&&i| keep[i]).count();
-            let style = if vals.is_empty() {
-                NOT_PREDICTED.to_string()
-            } else {
-                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-                match a.color {
-                    ColorBy::Kept if kept == group.len() => KEPT.into(),
-                    ColorBy::Kept if kept == 0 => DROPPED.into(),
-                    ColorBy::Kept => PARTLY_KEPT.into(),
-                    _ => format!("background:{}", ramp((mean - lo) / (hi - lo).max(1e-9))),
-                }
-            };
-            let title: Vec<String> = group
-                .iter()
-                .map(|&i| format!("id {} value {:.3}", all.tokens[i], value[i]))
-                .collect();
-            let title = if group.len() > 1 {
-                format!("{} tokens: {}", group.len(), title.join("; "))
-            } else {
-                title.concat()
-            };
-            let _ = write!(
-                html,
-                "<span class=\"t\" style=\"{style}\" title=\"{}\">{}</span>",
-                esc(&title),
-                esc(&text)
-            );
-        }
-        html.push_str("</div></div>");
+        page.document(&mut html, *d, rows);
     }
     html.push_str("</body></html>\n");
     shared::util::atomic::write_file(a.out, html.as_bytes())?;

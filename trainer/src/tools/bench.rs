@@ -154,59 +154,103 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             }
         }
     }
-    let (c_lo, c_hi) = (
-        clm.iter().cloned().fold(f64::MAX, f64::min),
-        clm.iter().cloned().fold(0.0, f64::max),
-    );
-    let (s_lo, s_hi) = (
-        slm.iter().cloned().fold(f64::MAX, f64::min),
-        slm.iter().cloned().fold(0.0, f64::max),
-    );
-    let (c, s, r, f) = (
-        median(&mut clm),
-        median(&mut slm),
-        median(&mut read),
-        median(&mut score),
-    );
-    // Training FLOPs: 6 per matmul parameter per token (forward and backward;
-    // an untied input embedding is a lookup, not a matmul) plus attention
-    // scores and mixing (12 * layers * T * hidden per token).
+    let (clm, slm) = (Spread::of(&mut clm), Spread::of(&mut slm));
+    let (r, f) = (median(&mut read), median(&mut score));
+    let (flops, score_flops) = step_flops(&cfg, t, tokens);
+    let gemm = gemm_gflops(&dev, dtype)?;
+    let fig = Figures {
+        tokens,
+        clm,
+        slm,
+        read: r,
+        score: f,
+        flops,
+        score_flops,
+        gemm,
+    };
+    if a.json {
+        println!("{}", fig.json(a, &cfg));
+    } else {
+        fig.print(a, &cfg, t);
+    }
+    Ok(())
+}
+
+/// FLOPs of a training step and of a scoring pass over `tokens` tokens in
+/// windows of `t`. Training: 6 per matmul parameter per token (forward and
+/// backward; an untied input embedding is a lookup, not a matmul) plus
+/// attention scores and mixing (12 * layers * T * hidden per token).
+/// Scoring: 2 per matmul parameter per token plus attention (4 * layers * T
+/// * hidden).
+fn step_flops(cfg: &LlamaConfig, t: usize, tokens: f64) -> (f64, f64) {
     let lookup = if cfg.tie_word_embeddings {
         0
     } else {
         cfg.vocab_size * cfg.hidden_size
     };
     let matmul_params = (cfg.num_params() - lookup) as f64;
-    let flops = tokens
-        * (6.0 * matmul_params
-            + 12.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
-    // Scoring: 2 per matmul parameter per token plus attention (4 * layers * T * hidden).
-    let score_flops = tokens
-        * (2.0 * matmul_params
-            + 4.0 * cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64);
-    let gemm = gemm_gflops(&dev, dtype)?;
-    if a.json {
+    let attention = cfg.num_hidden_layers as f64 * t as f64 * cfg.hidden_size as f64;
+    (
+        tokens * (6.0 * matmul_params + 12.0 * attention),
+        tokens * (2.0 * matmul_params + 4.0 * attention),
+    )
+}
+
+/// Median, min and max of step times (s).
+struct Spread {
+    median: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Spread {
+    fn of(v: &mut [f64]) -> Spread {
+        let lo = v.iter().cloned().fold(f64::MAX, f64::min);
+        let hi = v.iter().cloned().fold(0.0, f64::max);
+        Spread {
+            median: median(v),
+            lo,
+            hi,
+        }
+    }
+}
+
+/// What one bench run measured.
+struct Figures {
+    tokens: f64,
+    clm: Spread,
+    slm: Spread,
+    read: f64,
+    score: f64,
+    flops: f64,
+    score_flops: f64,
+    gemm: f64,
+}
+
+impl Figures {
+    fn json(&self, a: &BenchArgs, cfg: &LlamaConfig) -> serde_json::Value {
         let kind =
-            |m: f64, lo: f64, hi: f64| serde_json::json!({"median_s": m, "min_s": lo, "max_s": hi});
-        let out = serde_json::json!({
-            "tokens_per_step": tokens,
+            |k: &Spread| serde_json::json!({"median_s": k.median, "min_s": k.lo, "max_s": k.hi});
+        serde_json::json!({
+            "tokens_per_step": self.tokens,
             "params": cfg.num_params(),
-            "train_flops_per_step": flops,
-            "clm": kind(c, c_lo, c_hi),
-            "slm": kind(s, s_lo, s_hi),
-            "read_s": r,
-            "score_s": f,
-            "score_flops_per_step": score_flops,
-            "gemm_gflops": gemm,
-            "gemm_backend": shared::model::gemm::backend(),
+            "train_flops_per_step": self.flops,
+            "clm": kind(&self.clm),
+            "slm": kind(&self.slm),
+            "read_s": self.read,
+            "score_s": self.score,
+            "score_flops_per_step": self.score_flops,
+            "gemm_gflops": self.gemm,
+            "gemm_backend": shared::kernels::gemm::backend(),
             "device": a.device,
             "dtype": a.dtype,
             "threads": candle_core::utils::get_num_threads(),
-        });
-        println!("{out}");
-        return Ok(());
+        })
     }
-    println!(
+
+    fn print(&self, a: &BenchArgs, cfg: &LlamaConfig, t: usize) {
+        let (c, s, r, f, gemm) = (&self.clm, &self.slm, self.read, self.score, self.gemm);
+        println!(
         "model {} ({:.2}M params) on {} in {}, batch {} x {t}, {} measured steps of each, {} threads, GEMM: {}",
         a.model_size,
         cfg.num_params() as f64 / 1e6,
@@ -215,39 +259,39 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         a.batch_size,
         a.steps,
         candle_core::utils::get_num_threads(),
-        shared::model::gemm::backend()
+        shared::kernels::gemm::backend()
     );
-    println!(
-        "CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
-        c * 1e3,
-        c_lo * 1e3,
-        c_hi * 1e3,
-        tokens / c
-    );
-    println!(
-        "SLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
-        s * 1e3,
-        s_lo * 1e3,
-        s_hi * 1e3,
-        tokens / s
-    );
-    println!("SLM / CLM     {:8.3}", s / c);
-    println!(
-        "scoring       {:8.1} ms                       {:8.0} tok/s  ({:.1} GFLOP/s)",
-        f * 1e3,
-        tokens / f,
-        score_flops / f / 1e9
-    );
-    println!(
-        "reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step",
-        r * 1e3,
-        100.0 * r / s
-    );
-    println!(
-        "achieved {:.1} GFLOP/s = {:.0}% of measured {} GEMM ({gemm:.1} GFLOP/s)",
-        flops / c / 1e9,
-        100.0 * flops / c / 1e9 / gemm,
-        a.dtype
-    );
-    Ok(())
+        println!(
+            "CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
+            c.median * 1e3,
+            c.lo * 1e3,
+            c.hi * 1e3,
+            self.tokens / c.median
+        );
+        println!(
+            "SLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
+            s.median * 1e3,
+            s.lo * 1e3,
+            s.hi * 1e3,
+            self.tokens / s.median
+        );
+        println!("SLM / CLM     {:8.3}", s.median / c.median);
+        println!(
+            "scoring       {:8.1} ms                       {:8.0} tok/s  ({:.1} GFLOP/s)",
+            f * 1e3,
+            self.tokens / f,
+            self.score_flops / f / 1e9
+        );
+        println!(
+            "reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step",
+            r * 1e3,
+            100.0 * r / s.median
+        );
+        println!(
+            "achieved {:.1} GFLOP/s = {:.0}% of measured {} GEMM ({gemm:.1} GFLOP/s)",
+            self.flops / c.median / 1e9,
+            100.0 * self.flops / c.median / 1e9 / gemm,
+            a.dtype
+        );
+    }
 }

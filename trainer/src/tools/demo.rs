@@ -206,57 +206,37 @@ pub fn steps_to_reach(curve: &[(f64, f64, f64)], target: f64) -> Option<f64> {
     })
 }
 
-pub fn run(a: &DemoArgs) -> Result<()> {
-    let started = std::time::Instant::now();
-    let w = &a.work;
-    std::fs::create_dir_all(w)?;
-    let clean = a.data_dir.join("clean_train.jsonl.zst");
-    let heldout_src = a.data_dir.join("clean_heldout.jsonl.zst");
-    let noisy_src = a.data_dir.join("noisy_web.jsonl.zst");
-    for f in [&clean, &heldout_src, &noisy_src] {
-        if !f.is_file() {
-            bail!(
-                "{} is missing (run from the repository root, or pass --data-dir)",
-                f.display()
-            );
-        }
-    }
+/// Steps 1-2: the tokenizer (trained on the clean split) and the packed clean
+/// splits, each skipped when a previous run left it complete.
+fn pack_clean(
+    a: &DemoArgs,
+    tok: &Path,
+    splits: &[(&PathBuf, &PathBuf)],
+    th: &[&str],
+) -> Result<()> {
     let seq = a.seq_len.to_string();
-    let threads: Vec<String> = a
-        .threads
-        .map(|t| vec!["--threads".into(), t.to_string()])
-        .unwrap_or_default();
-    let th: Vec<&str> = threads.iter().map(|s| s.as_str()).collect();
-
-    // 1-2. tokenizer and packed clean splits
-    let tok = w.join("tokenizer.json");
+    let clean = splits[0].0;
     if tok.is_file() {
         eprintln!("= {} exists, reusing it", tok.display());
     } else {
         scorer(&[
             "tokenizer",
             "--corpus",
-            p(&clean),
+            p(clean),
             "--vocab-size",
             &a.vocab_size.to_string(),
             "--out",
-            p(&tok),
+            p(tok),
         ])?;
     }
-    let sets = w.join("sets");
-    let (clean_set, heldout_set, noisy_set) = (
-        sets.join("clean-train"),
-        sets.join("clean-heldout"),
-        sets.join("noisy-scored"),
-    );
-    for (src, out) in [(&clean, &clean_set), (&heldout_src, &heldout_set)] {
+    for &(src, out) in splits {
         if out.join("manifest.json").is_file() {
             eprintln!("= {} is complete, reusing it", out.display());
         } else {
             let mut args = vec![
                 "pack",
                 "--tokenizer",
-                p(&tok),
+                p(tok),
                 "--corpus",
                 p(src),
                 "--out",
@@ -264,77 +244,46 @@ pub fn run(a: &DemoArgs) -> Result<()> {
                 "--seq-len",
                 &seq,
             ];
-            args.extend(&th);
+            args.extend(th);
             scorer(&args)?;
         }
     }
-    // 3. reference model
-    let runs = w.join("runs");
-    let reference = runs.join("reference");
-    train_stage(
-        a,
-        &reference,
-        &clean_set,
-        Objective::Clm,
-        a.ref_steps,
-        0,
-        &heldout_set,
-    )?;
-    // 4. score the noisy corpus (a rerun of the same command resumes or skips)
+    Ok(())
+}
+
+/// Step 4: the noisy corpus scored by the reference model.
+fn score_noisy(
+    a: &DemoArgs,
+    model: &Path,
+    noisy_src: &Path,
+    noisy_set: &Path,
+    th: &[&str],
+) -> Result<()> {
     if noisy_set.join("manifest.json").is_file() {
         eprintln!("= {} is complete, reusing it", noisy_set.display());
-    } else {
-        let model = reference.join("final");
-        let mut args = vec![
-            "score",
-            "--model",
-            p(&model),
-            "--corpus",
-            p(&noisy_src),
-            "--out",
-            p(&noisy_set),
-            "--seq-len",
-            &seq,
-            "--batch-size",
-            "16",
-        ];
-        args.extend(&th);
-        scorer(&args)?;
+        return Ok(());
     }
-    // 5. CLM baseline and SLM on the noisy shards
-    let tag = format!("seed{}", a.seed);
-    let clm = runs.join(format!("clm-{tag}"));
-    let noise = a
-        .noise_quantile
-        .map(|q| format!("-nq{q}"))
-        .unwrap_or_default();
-    let slm =
-        runs.join(format!("slm-{:?}-k{}{noise}-{tag}", a.select, a.select_ratio).to_lowercase());
-    train_stage(
-        a,
-        &clm,
-        &noisy_set,
-        Objective::Clm,
-        a.steps,
-        a.seed,
-        &heldout_set,
-    )?;
-    train_stage(
-        a,
-        &slm,
-        &noisy_set,
-        Objective::Slm,
-        a.steps,
-        a.seed,
-        &heldout_set,
-    )?;
+    let seq = a.seq_len.to_string();
+    let mut args = vec![
+        "score",
+        "--model",
+        p(model),
+        "--corpus",
+        p(noisy_src),
+        "--out",
+        p(noisy_set),
+        "--seq-len",
+        &seq,
+        "--batch-size",
+        "16",
+    ];
+    args.extend(th);
+    scorer(&args)
+}
 
-    // 6. report
-    let (rc, cc, sc) = (
-        eval_curve(&reference)?,
-        eval_curve(&clm)?,
-        eval_curve(&slm)?,
-    );
+/// Step 6: report.md and the held-out loss chart of the three runs.
+fn report(a: &DemoArgs, reference: &Path, clm: &Path, slm: &Path) -> Result<(String, String)> {
+    let (rc, cc, sc) = (eval_curve(reference)?, eval_curve(clm)?, eval_curve(slm)?);
     let last = |c: &[(f64, f64, f64)]| c.last().copied().unwrap_or((0.0, 0.0, f64::NAN));
     let (r_last, c_last, s_last) = (last(&rc), last(&cc), last(&sc));
     let reach = steps_to_reach(&sc, c_last.2);
@@ -399,6 +348,88 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             series: series(|p| (p.1, p.2)),
         },
     ]);
+    Ok((md, chart))
+}
+
+pub fn run(a: &DemoArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let w = &a.work;
+    std::fs::create_dir_all(w)?;
+    let clean = a.data_dir.join("clean_train.jsonl.zst");
+    let heldout_src = a.data_dir.join("clean_heldout.jsonl.zst");
+    let noisy_src = a.data_dir.join("noisy_web.jsonl.zst");
+    for f in [&clean, &heldout_src, &noisy_src] {
+        if !f.is_file() {
+            bail!(
+                "{} is missing (run from the repository root, or pass --data-dir)",
+                f.display()
+            );
+        }
+    }
+    let threads: Vec<String> = a
+        .threads
+        .map(|t| vec!["--threads".into(), t.to_string()])
+        .unwrap_or_default();
+    let th: Vec<&str> = threads.iter().map(|s| s.as_str()).collect();
+
+    // 1-2. tokenizer and packed clean splits
+    let tok = w.join("tokenizer.json");
+    let sets = w.join("sets");
+    let (clean_set, heldout_set, noisy_set) = (
+        sets.join("clean-train"),
+        sets.join("clean-heldout"),
+        sets.join("noisy-scored"),
+    );
+    pack_clean(
+        a,
+        &tok,
+        &[(&clean, &clean_set), (&heldout_src, &heldout_set)],
+        &th,
+    )?;
+    // 3. reference model
+    let runs = w.join("runs");
+    let reference = runs.join("reference");
+    train_stage(
+        a,
+        &reference,
+        &clean_set,
+        Objective::Clm,
+        a.ref_steps,
+        0,
+        &heldout_set,
+    )?;
+    // 4. score the noisy corpus (a rerun of the same command resumes or skips)
+    score_noisy(a, &reference.join("final"), &noisy_src, &noisy_set, &th)?;
+    // 5. CLM baseline and SLM on the noisy shards
+    let tag = format!("seed{}", a.seed);
+    let clm = runs.join(format!("clm-{tag}"));
+    let noise = a
+        .noise_quantile
+        .map(|q| format!("-nq{q}"))
+        .unwrap_or_default();
+    let slm =
+        runs.join(format!("slm-{:?}-k{}{noise}-{tag}", a.select, a.select_ratio).to_lowercase());
+    train_stage(
+        a,
+        &clm,
+        &noisy_set,
+        Objective::Clm,
+        a.steps,
+        a.seed,
+        &heldout_set,
+    )?;
+    train_stage(
+        a,
+        &slm,
+        &noisy_set,
+        Objective::Slm,
+        a.steps,
+        a.seed,
+        &heldout_set,
+    )?;
+
+    // 6. report
+    let (md, chart) = report(a, &reference, &clm, &slm)?;
     shared::util::atomic::write_file(&w.join("heldout_loss.svg"), chart.as_bytes())?;
     shared::util::atomic::write_file(&w.join("report.md"), md.as_bytes())?;
     println!("\n{md}");

@@ -6,21 +6,14 @@
 //! `losses[b][j]` is the loss of `input_ids[b][j+1]`. Tolerance: 1e-4 max abs
 //! (our forward runs in f32).
 
-#[path = "common/mod.rs"]
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use shared::model::checkpoint::Checkpoint;
 use shared::model::loss::{inputs_and_targets, per_token_loss};
 use shared::model::{Llama, Mode};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
+use crate::util::*;
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> T {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
@@ -127,7 +120,7 @@ fn qwen3_qk_norms_match_transformers() {
 /// exponentials used to bias every loss low.
 #[test]
 fn smollm2_gguf_scores_as_transformers_does() {
-    let Some(gguf) = common::smollm2_gguf() else {
+    let Some(gguf) = crate::util::smollm2_gguf() else {
         return;
     };
     let dir = fixture("smollm2");

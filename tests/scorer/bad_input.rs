@@ -1,9 +1,6 @@
 //! Bad input to `scorer`: each case must fail with a message naming the file
 //! and the record (line, row, tensor), a non-zero exit, and no output written.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,9 +9,9 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
-use common::*;
+use crate::util::*;
 
-const SCORER: &str = env!("CARGO_BIN_EXE_scorer");
+use crate::SCORER;
 
 fn write(p: &Path, bytes: &[u8]) -> PathBuf {
     std::fs::write(p, bytes).unwrap();

@@ -1,5 +1,6 @@
-//! Helpers shared by the command-line tests: paths, temporary directories,
-//! running binaries.
+//! The harness every integration-test binary includes (`#[path =
+//! "../util/mod.rs"] mod util;`): the repository's paths and fixtures,
+//! scratch directories, running binaries, comparing outputs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,11 @@ pub fn repo() -> PathBuf {
         .join("..")
         .canonicalize()
         .unwrap()
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
 pub fn fixture(name: &str) -> PathBuf {

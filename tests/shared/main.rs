@@ -1,0 +1,8 @@
+//! The `shared` library against models nobody here trained: per-token losses
+//! of Hugging Face checkpoints of every family, and of GGUF files, equal
+//! transformers' (tests/fixtures/GOLDEN.md).
+
+#[path = "../util/mod.rs"]
+mod util;
+
+mod golden;
