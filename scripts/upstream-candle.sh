@@ -33,7 +33,7 @@ check) cargo check --workspace --all-targets --features "$features" ;;
 test) cargo test --workspace --features "$features" ;;
 *) echo "usage: $0 check | test" >&2; exit 2 ;;
 esac
-if grep -q "vendor/candle-core" Cargo.toml || ! grep -A2 "name = \"candle-core\"" Cargo.lock | grep -q "source = \"registry"; then
+if grep -q "path = \"vendor/candle-core\"" Cargo.toml || ! grep -A2 "name = \"candle-core\"" Cargo.lock | grep -q "source = \"registry"; then
     echo "error: the build did not use crates.io's candle-core" >&2
     exit 1
 fi

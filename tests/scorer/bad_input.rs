@@ -1,9 +1,12 @@
 //! Bad input to `scorer`: each case must fail with a message naming the file
-//! and the record (line, row, tensor), a non-zero exit, and no output written.
+//! and the record (line, row, tensor), exit code 1, no panic, and no output
+//! written. One test per case; the tokenizer and the scored set they break
+//! are made once per run.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::QTensor;
@@ -143,381 +146,100 @@ fn model_case(name: &'static str, model: PathBuf, tok: &Path, expect: &[&str]) -
     }
 }
 
-#[test]
-fn bad_input_fails_cleanly_naming_file_and_record() {
-    let dir = scratch("bad_input");
-    let tok = dir.join("tokenizer.json");
-    run_ok(
-        SCORER,
-        &[
-            "tokenizer",
-            "--corpus",
-            data("clean_heldout.jsonl.zst").to_str().unwrap(),
-            "--vocab-size",
-            "1024",
-            "--out",
-            tok.to_str().unwrap(),
-        ],
-    );
-
-    let good_line = br#"{"text": "a perfectly fine document about integrals"}"#;
-    let mut lines = Vec::new();
-    for _ in 0..3 {
-        lines.extend_from_slice(good_line);
-        lines.push(b'\n');
-    }
-    let mut truncated = zstd_bytes(&lines.repeat(200));
-    truncated.truncate(truncated.len() * 2 / 3);
-
-    let mut cases = vec![
-        corpus_case(
-            "invalid JSON",
-            write(
-                &dir.join("bad_json.jsonl"),
-                b"{\"text\": \"ok\"}\n{\"text\": \n",
-            ),
-            &tok,
-            &["line 2", "invalid JSON"],
-        ),
-        corpus_case(
-            "missing field",
-            write(
-                &dir.join("no_field.jsonl"),
-                b"{\"text\": \"ok\"}\n{\"body\": \"x\"}\n",
-            ),
-            &tok,
-            &["line 2", "no field \"text\""],
-        ),
-        corpus_case(
-            "non-string field",
-            write(&dir.join("number.jsonl"), b"{\"text\": 5}\n"),
-            &tok,
-            &["line 1", "a number"],
-        ),
-        corpus_case(
-            "not an object",
-            write(&dir.join("array.jsonl"), b"[1, 2]\n"),
-            &tok,
-            &["line 1", "JSON object"],
-        ),
-        corpus_case(
-            "invalid UTF-8",
-            write(
-                &dir.join("latin1.jsonl"),
-                b"{\"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n",
-            ),
-            &tok,
-            &["line 2", "invalid UTF-8"],
-        ),
-        corpus_case(
-            "truncated zstd",
-            write(&dir.join("cut.jsonl.zst"), &truncated),
-            &tok,
-            &["line ", "truncated or corrupt"],
-        ),
-        corpus_case(
-            "not zstd at all",
-            write(
-                &dir.join("plain.jsonl.zst"),
-                b"{\"text\": \"not compressed\"}\n",
-            ),
-            &tok,
-            &["line 1"],
-        ),
-        corpus_case(
-            "unreadable Parquet",
-            write(&dir.join("junk.parquet"), b"PAR1 this is not parquet"),
-            &tok,
-            &["not a readable Parquet file"],
-        ),
-        corpus_case(
-            "invalid UTF-8 text file",
-            write(&dir.join("bad.txt"), b"ok \xff\xfe"),
-            &tok,
-            &["byte 3", "invalid UTF-8"],
-        ),
-        corpus_case(
-            "unknown extension",
-            write(&dir.join("corpus.csv"), b"a,b\n"),
-            &tok,
-            &["unknown corpus format"],
-        ),
-    ];
-
-    let unsupported = dir.join("gpt2");
-    std::fs::create_dir_all(&unsupported).unwrap();
-    write(&unsupported.join("config.json"), br#"{"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2, "num_attention_heads": 4}"#);
-    let pickle = dir.join("pickle");
-    std::fs::create_dir_all(&pickle).unwrap();
-    std::fs::copy(fixture("llama-mha/config.json"), pickle.join("config.json")).unwrap();
-    write(&pickle.join("pytorch_model.bin"), b"\x80\x02}q\x00.");
-    let not_json = dir.join("not_json");
-    std::fs::create_dir_all(&not_json).unwrap();
-    write(&not_json.join("config.json"), b"vocab_size = 1024");
-    std::fs::copy(
-        fixture("llama-mha/model.safetensors"),
-        not_json.join("model.safetensors"),
-    )
-    .unwrap();
-
-    cases.extend([
-        model_case(
-            "missing tensor",
-            edited_checkpoint(&dir, "missing", |t| {
-                t.remove("model.layers.1.mlp.up_proj.weight");
-            }),
-            &tok,
-            &["missing tensor model.layers.1.mlp.up_proj.weight"],
-        ),
-        model_case(
-            "misshaped tensor",
-            edited_checkpoint(&dir, "misshaped", |t| {
-                t.insert(
-                    "model.layers.0.self_attn.k_proj.weight".into(),
-                    Tensor::zeros((32, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
-                );
-            }),
-            &tok,
+/// The directory every case's inputs go under, with the tokenizer they share.
+fn base() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = scratch("bad_input");
+        run_ok(
+            SCORER,
             &[
-                "model.layers.0.self_attn.k_proj.weight",
-                "[32, 64]",
-                "[64, 64]",
+                "tokenizer",
+                "--corpus",
+                s(&data("clean_heldout.jsonl.zst")),
+                "--vocab-size",
+                "1024",
+                "--out",
+                s(&dir.join("tokenizer.json")),
             ],
-        ),
-        model_case(
-            "NaN weights",
-            edited_checkpoint(&dir, "nan", |t| {
-                let w = t["model.norm.weight"].clone();
-                let nan = Tensor::full(f32::NAN, w.shape(), &Device::Cpu).unwrap();
-                t.insert("model.norm.weight".into(), nan);
-            }),
-            &tok,
-            &["model.norm.weight", "NaN"],
-        ),
-        model_case(
-            "unsupported architecture",
-            unsupported,
-            &tok,
-            &["GPT2LMHeadModel", "unsupported"],
-        ),
-        model_case(
-            "pickle checkpoint",
-            pickle,
-            &tok,
-            &["pytorch_model.bin", "pickle"],
-        ),
-        model_case("config.json not JSON", not_json, &tok, &["config.json"]),
-        model_case(
-            "no config.json",
-            {
-                let d = dir.join("no_config");
-                std::fs::create_dir_all(&d).unwrap();
-                std::fs::copy(
-                    fixture("llama-mha/model.safetensors"),
-                    d.join("model.safetensors"),
-                )
-                .unwrap();
-                d
-            },
-            &tok,
-            &["cannot read config.json"],
-        ),
-        model_case(
-            "truncated safetensors",
-            {
-                let d = dir.join("truncated_weights");
-                std::fs::create_dir_all(&d).unwrap();
-                std::fs::copy(fixture("llama-mha/config.json"), d.join("config.json")).unwrap();
-                let w = std::fs::read(fixture("llama-mha/model.safetensors")).unwrap();
-                std::fs::write(d.join("model.safetensors"), &w[..w.len() / 3]).unwrap();
-                d
-            },
-            &tok,
-            &["model.safetensors", "not a readable safetensors file"],
-        ),
-        model_case(
-            "index lists a missing file",
-            {
-                let d = dir.join("sharded");
-                std::fs::create_dir_all(&d).unwrap();
-                std::fs::copy(fixture("llama-mha/config.json"), d.join("config.json")).unwrap();
-                std::fs::write(
-                    d.join("model.safetensors.index.json"),
-                    br#"{"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}"#,
-                )
-                .unwrap();
-                d
-            },
-            &tok,
-            &[
-                "model.safetensors.index.json",
-                "model-00001-of-00002.safetensors",
-                "does not exist",
-            ],
-        ),
-    ]);
-    // Issue 13: model families and GGUF files.
-    let yarn = dir.join("yarn");
-    std::fs::create_dir_all(&yarn).unwrap();
-    let cfg = std::fs::read_to_string(fixture("llama-mha/config.json")).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
-    cfg["rope_parameters"] =
-        serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0});
-    write(&yarn.join("config.json"), cfg.to_string().as_bytes());
-    std::fs::copy(
-        fixture("llama-mha/model.safetensors"),
-        yarn.join("model.safetensors"),
-    )
-    .unwrap();
-    let short_window = dir.join("short-window");
-    std::fs::create_dir_all(&short_window).unwrap();
-    let cfg = std::fs::read_to_string(fixture("families/mistral/config.json")).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
-    cfg["sliding_window"] = serde_json::json!(8);
-    write(
-        &short_window.join("config.json"),
-        cfg.to_string().as_bytes(),
-    );
-    std::fs::copy(
-        fixture("families/mistral/model.safetensors"),
-        short_window.join("model.safetensors"),
-    )
-    .unwrap();
-    let gguf_bytes = std::fs::read(fixture("gguf/llama-mixed.gguf")).unwrap();
-    let cut = write(
-        &dir.join("cut.gguf"),
-        &gguf_bytes[..gguf_bytes.len() * 3 / 5],
-    );
-    // The type field of one tensor's header entry set to a type no reader knows.
-    let mut odd = gguf_bytes.clone();
-    let name = b"blk.0.attn_v.weight";
-    let at = odd.windows(name.len()).position(|w| w == name).unwrap() + name.len();
-    let dims = u32::from_le_bytes(odd[at..at + 4].try_into().unwrap()) as usize;
-    odd[at + 4 + 8 * dims..at + 8 + 8 * dims].copy_from_slice(&99u32.to_le_bytes());
-    let odd_type = write(&dir.join("odd-type.gguf"), &odd);
-    // The GGUF file as its own tokenizer (what --model FILE.gguf uses by default).
-    let gguf_tok_case = |name: &'static str, file: PathBuf, expect: &[&str]| {
-        model_case(name, file.clone(), &file, expect)
-    };
-    cases.extend([
-        model_case(
-            "unsupported rope type",
-            yarn,
-            &tok,
-            &["config.json", "unsupported rope type \"yarn\""],
-        ),
-        model_case(
-            "windows longer than a sliding window",
-            short_window,
-            &tok,
-            &["sliding attention window (8)", "--seq-len <= 8"],
-        ),
-        model_case(
-            "GGUF architecture",
-            edited_gguf(&dir, "falcon.gguf", |m, _| {
-                set_meta(m, "general.architecture", "falcon")
-            }),
-            &tok,
-            &["general.architecture", "falcon", "not supported"],
-        ),
-        model_case(
-            "GGUF tensor missing",
-            edited_gguf(&dir, "missing.gguf", |_, t| {
-                t.retain(|(n, _)| n != "blk.0.ffn_up.weight")
-            }),
-            &tok,
-            &["tensor blk.0.ffn_up.weight is missing"],
-        ),
-        model_case(
-            "GGUF tensor misshapen",
-            edited_gguf(&dir, "misshapen.gguf", |_, t| {
-                let z = Tensor::zeros((256, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
-                let slot = t
-                    .iter_mut()
-                    .find(|(n, _)| n == "blk.0.ffn_up.weight")
-                    .unwrap();
-                slot.1 = QTensor::quantize(&z, candle_core::quantized::GgmlDType::F32).unwrap();
-            }),
-            &tok,
-            &["tensor blk.0.ffn_up.weight", "[256, 256]", "[512, 256]"],
-        ),
-        model_case(
-            "GGUF cut short",
-            cut,
-            &tok,
-            &["cannot be read (file cut short?)"],
-        ),
-        model_case(
-            "GGUF unknown tensor type",
-            odd_type,
-            &tok,
-            &["not a readable GGUF file", "99"],
-        ),
-        gguf_tok_case(
-            "GGUF tokenizer model",
-            edited_gguf(&dir, "spm.gguf", |m, _| {
-                set_meta(m, "tokenizer.ggml.model", "llama")
-            }),
-            &["tokenizer.ggml.model", "\"llama\" is not supported"],
-        ),
-        gguf_tok_case(
-            "GGUF pre-tokenizer",
-            edited_gguf(&dir, "pre.gguf", |m, _| {
-                set_meta(m, "tokenizer.ggml.pre", "falcon")
-            }),
-            &["tokenizer.ggml.pre", "\"falcon\" is not supported"],
-        ),
-    ]);
-    let empty = write(&dir.join("empty.jsonl"), b"");
-    cases.push(corpus_case(
-        "empty file",
-        empty,
-        &tok,
-        &["packs into no window"],
-    ));
-    let mut huge = vec![b'x'; 20 << 20];
-    huge.push(b'\n');
-    cases.push(corpus_case(
-        "a 20 MB line that is not JSON",
-        write(&dir.join("huge.jsonl"), &huge),
-        &tok,
-        &["line 1", "invalid JSON"],
-    ));
-
-    cases.extend(set_cases(&dir, &tok));
-    assert!(cases.len() >= 39, "only {} cases", cases.len());
-    eprintln!("{} bad-input cases", cases.len());
-    for case in cases {
-        let out = dir.join(format!("out-{}", case.name.replace(' ', "_")));
-        let mut args: Vec<&str> = case.args.iter().map(|s| s.as_str()).collect();
-        if case.writes {
-            args.extend(["--out", out.to_str().unwrap()]);
-        }
-        let res = run(case.bin.as_deref().unwrap_or(SCORER), &args);
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert_eq!(
-            res.status.code(),
-            Some(1),
-            "{}: exit {:?}\n{err}",
-            case.name,
-            res.status
         );
-        assert!(!err.contains("panicked"), "{}: panic\n{err}", case.name);
-        for e in &case.expect {
-            assert!(
-                err.contains(e.as_str()),
-                "{}: message lacks {e:?}:\n{err}",
-                case.name
-            );
-        }
-        assert!(!out.exists(), "{}: wrote {}", case.name, out.display());
+        dir
+    })
+}
+
+fn tok() -> PathBuf {
+    base().join("tokenizer.json")
+}
+
+/// A fresh directory for one case's inputs and output.
+fn case_dir(name: &str) -> PathBuf {
+    let d = base().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the case: exit code 1, no panic, every expected piece in the message,
+/// and no output.
+fn check(dir: &Path, case: Case) {
+    let out = dir.join("out");
+    let mut args: Vec<&str> = case.args.iter().map(|s| s.as_str()).collect();
+    if case.writes {
+        args.extend(["--out", out.to_str().unwrap()]);
     }
+    let res = run(case.bin.as_deref().unwrap_or(SCORER), &args);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "{}: exit {:?}\n{err}",
+        case.name,
+        res.status
+    );
+    assert!(!err.contains("panicked"), "{}: panic\n{err}", case.name);
+    for e in &case.expect {
+        assert!(
+            err.contains(e.as_str()),
+            "{}: message lacks {e:?}:\n{err}",
+            case.name
+        );
+    }
+    assert!(!out.exists(), "{}: wrote {}", case.name, out.display());
+}
+
+/// `bad_input! { name(dir, tok) => case; ... }`: one test per case, `dir` its
+/// own directory, `tok` the shared tokenizer.
+macro_rules! bad_input {
+    ($($(#[$doc:meta])* $name:ident($d:ident, $tok:ident) => $case:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $name() {
+                let $d = case_dir(stringify!($name));
+                let $tok = tok();
+                let case = $case;
+                check(&$d, case);
+            }
+        )*
+    };
+}
+
+fn copy_fixture(from: &str, to: &Path) {
+    std::fs::copy(fixture(from), to).unwrap();
+}
+
+fn dir_with(d: &Path, name: &str) -> PathBuf {
+    let p = d.join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    p
 }
 
 /// A valid scored set to break in various ways (copied per case).
-fn good_set(dir: &Path, tok: &Path) -> PathBuf {
-    let set = dir.join("good-set");
-    if !set.join("manifest.json").exists() {
+fn good_set() -> &'static Path {
+    static SET: OnceLock<PathBuf> = OnceLock::new();
+    SET.get_or_init(|| {
+        let set = base().join("good-set");
+        let tok = tok();
         run_ok(
             SCORER,
             &[
@@ -536,16 +258,16 @@ fn good_set(dir: &Path, tok: &Path) -> PathBuf {
                 "8192",
             ],
         );
-    }
-    set
+        set
+    })
 }
 
-fn broken_copy(dir: &Path, tok: &Path, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
-    let src = good_set(dir, tok);
+fn broken_copy(dir: &Path, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let src = good_set();
     let dst = dir.join(name);
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
+    for e in std::fs::read_dir(src).unwrap() {
         let p = e.unwrap().path();
         std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
     }
@@ -584,171 +306,435 @@ fn verify_case(name: &'static str, set: PathBuf, expect: &[&str]) -> Case {
     }
 }
 
-fn set_cases(dir: &Path, tok: &Path) -> Vec<Case> {
-    let trainer = bin("trainer");
-    let mut cases = vec![
-        verify_case(
-            "truncated shard",
-            broken_copy(dir, tok, "set-truncated", |d| {
-                let p = d.join("part-00001.parquet");
-                let b = std::fs::read(&p).unwrap();
-                std::fs::write(&p, &b[..b.len() - 100]).unwrap();
-            }),
-            &["part-00001.parquet", "bytes, the manifest says"],
-        ),
-        verify_case(
-            "manifest is not JSON",
-            broken_copy(dir, tok, "set-manifest-text", |d| {
-                std::fs::write(d.join("manifest.json"), b"shards: 3").unwrap();
-            }),
-            &["manifest.json", "invalid JSON"],
-        ),
-        verify_case(
-            "unknown format version",
-            broken_copy(dir, tok, "set-version", |d| {
-                edit_manifest(d, |m| m["format_version"] = 99.into());
-            }),
-            &["manifest.json", "unsupported format version"],
-        ),
-        verify_case(
-            "manifest lists a missing shard",
-            broken_copy(dir, tok, "set-missing-shard", |d| {
-                std::fs::remove_file(d.join("part-00002.parquet")).unwrap();
-            }),
-            &["part-00002.parquet", "missing"],
-        ),
-        verify_case(
-            "no manifest (unfinished job)",
-            broken_copy(dir, tok, "set-unfinished", |d| {
-                std::fs::remove_file(d.join("manifest.json")).unwrap();
-            }),
-            &["manifest.json", "has not finished"],
-        ),
-        verify_case(
-            "shard with a wrong schema",
-            broken_copy(dir, tok, "set-schema", |d| {
-                std::fs::copy(d.join("vocab.parquet"), d.join("part-00000.parquet")).unwrap();
-                rehash_shard0(d);
-            }),
-            &["part-00000.parquet", "wrong schema"],
-        ),
-        verify_case(
-            "NaN ref_loss in a shard",
-            broken_copy(dir, tok, "set-nan", |d| {
-                let shard = d.join("part-00000.parquet");
-                let r = shared::scores::shards::ShardReader::open(&shard).unwrap();
-                let info = r.info().clone();
-                let (mut windows, mut losses) = (Vec::new(), Vec::new());
-                for g in 0..r.num_row_groups() {
-                    let w = r.read_row_group(g).unwrap();
-                    let t = w.seq_len;
-                    for (i, seq) in w.seq_ids.iter().enumerate() {
-                        windows.push(shared::text::pack::Window {
-                            seq_id: *seq,
-                            tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
-                            doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
-                        });
-                        losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
-                    }
-                }
-                drop(r);
-                losses[2][4] = f32::NAN; // window 2, pos 5 -> row 2 * 32 + 5 = 69
-                shared::scores::shards::write_shard(
-                    &shard,
-                    &info.job,
-                    0,
-                    info.seq_len,
-                    info.row_group_windows,
-                    &windows,
-                    Some(&losses),
-                )
-                .unwrap();
-                rehash_shard0(d);
-            }),
-            &["part-00000.parquet", "row 69", "NaN"],
-        ),
-    ];
-    // Sets that do not belong together, given to the trainer.
-    let good = good_set(dir, tok);
-    let other_len = dir.join("set-seq16");
-    if !other_len.join("manifest.json").exists() {
-        run_ok(
-            SCORER,
-            &[
-                "pack",
-                "--tokenizer",
-                tok.to_str().unwrap(),
-                "--corpus",
-                data("clean_heldout.jsonl.zst").to_str().unwrap(),
-                "--out",
-                other_len.to_str().unwrap(),
-                "--seq-len",
-                "16",
-            ],
-        );
+fn good_lines() -> Vec<u8> {
+    let good_line = br#"{"text": "a perfectly fine document about integrals"}"#;
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        lines.extend_from_slice(good_line);
+        lines.push(b'\n');
     }
-    let other_tok = dir.join("tokenizer-600.json");
+    lines
+}
+
+/// A copy of a fixture checkpoint directory with `config.json` edited.
+fn edited_config(
+    d: &Path,
+    name: &str,
+    from: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let out = dir_with(d, name);
+    let cfg = std::fs::read_to_string(fixture(&format!("{from}/config.json"))).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    edit(&mut cfg);
+    write(&out.join("config.json"), cfg.to_string().as_bytes());
+    copy_fixture(
+        &format!("{from}/model.safetensors"),
+        &out.join("model.safetensors"),
+    );
+    out
+}
+
+/// The trainer given a held-out set that does not belong with its training set.
+fn mismatched_eval_case(name: &'static str, eval: &Path, expect: &[&str]) -> Case {
+    let good = good_set();
+    Case {
+        name,
+        bin: Some(bin("trainer")),
+        writes: true,
+        args: [
+            "train",
+            "--data",
+            s(good),
+            "--eval-data",
+            s(eval),
+            "--model-size",
+            "debug",
+            "--max-steps",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        expect: expect.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn pack(tok: &Path, out: &Path, seq_len: &str) {
     run_ok(
         SCORER,
         &[
-            "tokenizer",
+            "pack",
+            "--tokenizer",
+            s(tok),
             "--corpus",
-            data("clean_heldout.jsonl.zst").to_str().unwrap(),
-            "--vocab-size",
-            "600",
+            s(&data("clean_heldout.jsonl.zst")),
             "--out",
-            other_tok.to_str().unwrap(),
+            s(out),
+            "--seq-len",
+            seq_len,
         ],
     );
-    let other_tok_set = dir.join("set-other-tokenizer");
-    if !other_tok_set.join("manifest.json").exists() {
+}
+
+// Corpus files.
+bad_input! {
+    corpus_invalid_json_names_the_line(d, tok) => corpus_case(
+        "invalid JSON",
+        write(&d.join("bad_json.jsonl"), b"{\"text\": \"ok\"}\n{\"text\": \n"),
+        &tok,
+        &["line 2", "invalid JSON"],
+    );
+    corpus_missing_text_field_names_the_line(d, tok) => corpus_case(
+        "missing field",
+        write(&d.join("no_field.jsonl"), b"{\"text\": \"ok\"}\n{\"body\": \"x\"}\n"),
+        &tok,
+        &["line 2", "no field \"text\""],
+    );
+    corpus_non_string_text_names_the_line(d, tok) => corpus_case(
+        "non-string field",
+        write(&d.join("number.jsonl"), b"{\"text\": 5}\n"),
+        &tok,
+        &["line 1", "a number"],
+    );
+    corpus_line_not_an_object_names_the_line(d, tok) => corpus_case(
+        "not an object",
+        write(&d.join("array.jsonl"), b"[1, 2]\n"),
+        &tok,
+        &["line 1", "JSON object"],
+    );
+    corpus_invalid_utf8_names_the_line(d, tok) => corpus_case(
+        "invalid UTF-8",
+        write(&d.join("latin1.jsonl"), b"{\"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n"),
+        &tok,
+        &["line 2", "invalid UTF-8"],
+    );
+    corpus_truncated_zstd_is_reported(d, tok) => {
+        let mut truncated = zstd_bytes(&good_lines().repeat(200));
+        truncated.truncate(truncated.len() * 2 / 3);
+        corpus_case(
+            "truncated zstd",
+            write(&d.join("cut.jsonl.zst"), &truncated),
+            &tok,
+            &["line ", "truncated or corrupt"],
+        )
+    };
+    corpus_zst_name_without_zstd_names_the_line(d, tok) => corpus_case(
+        "not zstd at all",
+        write(&d.join("plain.jsonl.zst"), b"{\"text\": \"not compressed\"}\n"),
+        &tok,
+        &["line 1"],
+    );
+    corpus_unreadable_parquet_is_reported(d, tok) => corpus_case(
+        "unreadable Parquet",
+        write(&d.join("junk.parquet"), b"PAR1 this is not parquet"),
+        &tok,
+        &["not a readable Parquet file"],
+    );
+    corpus_text_file_invalid_utf8_names_the_byte(d, tok) => corpus_case(
+        "invalid UTF-8 text file",
+        write(&d.join("bad.txt"), b"ok \xff\xfe"),
+        &tok,
+        &["byte 3", "invalid UTF-8"],
+    );
+    corpus_unknown_extension_is_refused(d, tok) => corpus_case(
+        "unknown extension",
+        write(&d.join("corpus.csv"), b"a,b\n"),
+        &tok,
+        &["unknown corpus format"],
+    );
+    corpus_empty_file_packs_into_no_window(d, tok) => corpus_case(
+        "empty file",
+        write(&d.join("empty.jsonl"), b""),
+        &tok,
+        &["packs into no window"],
+    );
+    corpus_huge_line_not_json_names_the_line(d, tok) => {
+        let mut huge = vec![b'x'; 20 << 20];
+        huge.push(b'\n');
+        corpus_case(
+            "a 20 MB line that is not JSON",
+            write(&d.join("huge.jsonl"), &huge),
+            &tok,
+            &["line 1", "invalid JSON"],
+        )
+    };
+}
+
+// Checkpoint directories.
+bad_input! {
+    checkpoint_missing_tensor_is_named(d, tok) => model_case(
+        "missing tensor",
+        edited_checkpoint(&d, "missing", |t| {
+            t.remove("model.layers.1.mlp.up_proj.weight");
+        }),
+        &tok,
+        &["missing tensor model.layers.1.mlp.up_proj.weight"],
+    );
+    checkpoint_misshaped_tensor_names_both_shapes(d, tok) => model_case(
+        "misshaped tensor",
+        edited_checkpoint(&d, "misshaped", |t| {
+            t.insert(
+                "model.layers.0.self_attn.k_proj.weight".into(),
+                Tensor::zeros((32, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            );
+        }),
+        &tok,
+        &["model.layers.0.self_attn.k_proj.weight", "[32, 64]", "[64, 64]"],
+    );
+    checkpoint_nan_weights_are_named(d, tok) => model_case(
+        "NaN weights",
+        edited_checkpoint(&d, "nan", |t| {
+            let w = t["model.norm.weight"].clone();
+            let nan = Tensor::full(f32::NAN, w.shape(), &Device::Cpu).unwrap();
+            t.insert("model.norm.weight".into(), nan);
+        }),
+        &tok,
+        &["model.norm.weight", "NaN"],
+    );
+    checkpoint_unsupported_architecture_is_named(d, tok) => {
+        let m = dir_with(&d, "gpt2");
+        write(&m.join("config.json"), br#"{"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2, "num_attention_heads": 4}"#);
+        model_case("unsupported architecture", m, &tok, &["GPT2LMHeadModel", "unsupported"])
+    };
+    checkpoint_pickle_is_refused(d, tok) => {
+        let m = dir_with(&d, "pickle");
+        copy_fixture("llama-mha/config.json", &m.join("config.json"));
+        write(&m.join("pytorch_model.bin"), b"\x80\x02}q\x00.");
+        model_case("pickle checkpoint", m, &tok, &["pytorch_model.bin", "pickle"])
+    };
+    checkpoint_config_not_json_is_named(d, tok) => {
+        let m = dir_with(&d, "not_json");
+        write(&m.join("config.json"), b"vocab_size = 1024");
+        copy_fixture("llama-mha/model.safetensors", &m.join("model.safetensors"));
+        model_case("config.json not JSON", m, &tok, &["config.json"])
+    };
+    checkpoint_without_config_is_named(d, tok) => {
+        let m = dir_with(&d, "no_config");
+        copy_fixture("llama-mha/model.safetensors", &m.join("model.safetensors"));
+        model_case("no config.json", m, &tok, &["cannot read config.json"])
+    };
+    checkpoint_truncated_safetensors_is_named(d, tok) => {
+        let m = dir_with(&d, "truncated_weights");
+        copy_fixture("llama-mha/config.json", &m.join("config.json"));
+        let w = std::fs::read(fixture("llama-mha/model.safetensors")).unwrap();
+        write(&m.join("model.safetensors"), &w[..w.len() / 3]);
+        model_case(
+            "truncated safetensors",
+            m,
+            &tok,
+            &["model.safetensors", "not a readable safetensors file"],
+        )
+    };
+    checkpoint_index_listing_a_missing_file_names_it(d, tok) => {
+        let m = dir_with(&d, "sharded");
+        copy_fixture("llama-mha/config.json", &m.join("config.json"));
+        write(
+            &m.join("model.safetensors.index.json"),
+            br#"{"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}"#,
+        );
+        model_case(
+            "index lists a missing file",
+            m,
+            &tok,
+            &["model.safetensors.index.json", "model-00001-of-00002.safetensors", "does not exist"],
+        )
+    };
+    checkpoint_unsupported_rope_type_is_named(d, tok) => model_case(
+        "unsupported rope type",
+        edited_config(&d, "yarn", "llama-mha", |c| {
+            c["rope_parameters"] =
+                serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0});
+        }),
+        &tok,
+        &["config.json", "unsupported rope type \"yarn\""],
+    );
+    windows_longer_than_the_sliding_window_are_refused(d, tok) => model_case(
+        "windows longer than a sliding window",
+        edited_config(&d, "short-window", "families/mistral", |c| c["sliding_window"] = serde_json::json!(8)),
+        &tok,
+        &["sliding attention window (8)", "--seq-len <= 8"],
+    );
+}
+
+// GGUF files.
+bad_input! {
+    gguf_unsupported_architecture_is_named(d, tok) => model_case(
+        "GGUF architecture",
+        edited_gguf(&d, "falcon.gguf", |m, _| set_meta(m, "general.architecture", "falcon")),
+        &tok,
+        &["general.architecture", "falcon", "not supported"],
+    );
+    gguf_missing_tensor_is_named(d, tok) => model_case(
+        "GGUF tensor missing",
+        edited_gguf(&d, "missing.gguf", |_, t| t.retain(|(n, _)| n != "blk.0.ffn_up.weight")),
+        &tok,
+        &["tensor blk.0.ffn_up.weight is missing"],
+    );
+    gguf_misshapen_tensor_names_both_shapes(d, tok) => model_case(
+        "GGUF tensor misshapen",
+        edited_gguf(&d, "misshapen.gguf", |_, t| {
+            let z = Tensor::zeros((256, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
+            let slot = t.iter_mut().find(|(n, _)| n == "blk.0.ffn_up.weight").unwrap();
+            slot.1 = QTensor::quantize(&z, candle_core::quantized::GgmlDType::F32).unwrap();
+        }),
+        &tok,
+        &["tensor blk.0.ffn_up.weight", "[256, 256]", "[512, 256]"],
+    );
+    gguf_cut_short_is_reported(d, tok) => {
+        let bytes = std::fs::read(fixture("gguf/llama-mixed.gguf")).unwrap();
+        let cut = write(&d.join("cut.gguf"), &bytes[..bytes.len() * 3 / 5]);
+        model_case("GGUF cut short", cut, &tok, &["cannot be read (file cut short?)"])
+    };
+    gguf_unknown_tensor_type_is_named(d, tok) => {
+        // The type field of one tensor's header entry set to a type no reader knows.
+        let mut odd = std::fs::read(fixture("gguf/llama-mixed.gguf")).unwrap();
+        let name = b"blk.0.attn_v.weight";
+        let at = odd.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+        let dims = u32::from_le_bytes(odd[at..at + 4].try_into().unwrap()) as usize;
+        odd[at + 4 + 8 * dims..at + 8 + 8 * dims].copy_from_slice(&99u32.to_le_bytes());
+        let odd = write(&d.join("odd-type.gguf"), &odd);
+        model_case("GGUF unknown tensor type", odd, &tok, &["not a readable GGUF file", "99"])
+    };
+    gguf_unsupported_tokenizer_model_is_named(d, _tok) => {
+        // The GGUF file as its own tokenizer (what --model FILE.gguf uses by default).
+        let f = edited_gguf(&d, "spm.gguf", |m, _| set_meta(m, "tokenizer.ggml.model", "llama"));
+        model_case(
+            "GGUF tokenizer model",
+            f.clone(),
+            &f,
+            &["tokenizer.ggml.model", "\"llama\" is not supported"],
+        )
+    };
+    gguf_unsupported_pre_tokenizer_is_named(d, _tok) => {
+        let f = edited_gguf(&d, "pre.gguf", |m, _| set_meta(m, "tokenizer.ggml.pre", "falcon"));
+        model_case(
+            "GGUF pre-tokenizer",
+            f.clone(),
+            &f,
+            &["tokenizer.ggml.pre", "\"falcon\" is not supported"],
+        )
+    };
+}
+
+// Score sets, checked by `scorer verify`.
+bad_input! {
+    set_truncated_shard_is_named(d, _tok) => verify_case(
+        "truncated shard",
+        broken_copy(&d, "set-truncated", |d| {
+            let p = d.join("part-00001.parquet");
+            let b = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &b[..b.len() - 100]).unwrap();
+        }),
+        &["part-00001.parquet", "bytes, the manifest says"],
+    );
+    set_manifest_not_json_is_named(d, _tok) => verify_case(
+        "manifest is not JSON",
+        broken_copy(&d, "set-manifest-text", |d| {
+            std::fs::write(d.join("manifest.json"), b"shards: 3").unwrap();
+        }),
+        &["manifest.json", "invalid JSON"],
+    );
+    set_unknown_format_version_is_refused(d, _tok) => verify_case(
+        "unknown format version",
+        broken_copy(&d, "set-version", |d| {
+            edit_manifest(d, |m| m["format_version"] = 99.into());
+        }),
+        &["manifest.json", "unsupported format version"],
+    );
+    set_missing_shard_is_named(d, _tok) => verify_case(
+        "manifest lists a missing shard",
+        broken_copy(&d, "set-missing-shard", |d| {
+            std::fs::remove_file(d.join("part-00002.parquet")).unwrap();
+        }),
+        &["part-00002.parquet", "missing"],
+    );
+    set_without_manifest_is_unfinished(d, _tok) => verify_case(
+        "no manifest (unfinished job)",
+        broken_copy(&d, "set-unfinished", |d| {
+            std::fs::remove_file(d.join("manifest.json")).unwrap();
+        }),
+        &["manifest.json", "has not finished"],
+    );
+    set_shard_with_wrong_schema_is_named(d, _tok) => verify_case(
+        "shard with a wrong schema",
+        broken_copy(&d, "set-schema", |d| {
+            std::fs::copy(d.join("vocab.parquet"), d.join("part-00000.parquet")).unwrap();
+            rehash_shard0(d);
+        }),
+        &["part-00000.parquet", "wrong schema"],
+    );
+    set_nan_ref_loss_names_the_row(d, _tok) => verify_case(
+        "NaN ref_loss in a shard",
+        broken_copy(&d, "set-nan", |d| {
+            // window 2, pos 5 -> row 2 * 32 + 5 = 69
+            nan_in_shard0(d, 2, 4);
+            rehash_shard0(d);
+        }),
+        &["part-00000.parquet", "row 69", "NaN"],
+    );
+}
+
+// Sets that do not belong together, given to the trainer.
+bad_input! {
+    trainer_refuses_eval_set_of_another_seq_len(d, tok) => {
+        let other = d.join("set-seq16");
+        pack(&tok, &other, "16");
+        mismatched_eval_case("mismatched seq_len", &other, &["seq_len", "32", "16", "set-seq16"])
+    };
+    trainer_refuses_eval_set_of_another_tokenizer(d, _tok) => {
+        let other_tok = d.join("tokenizer-600.json");
         run_ok(
             SCORER,
             &[
-                "pack",
-                "--tokenizer",
-                other_tok.to_str().unwrap(),
+                "tokenizer",
                 "--corpus",
-                data("clean_heldout.jsonl.zst").to_str().unwrap(),
+                s(&data("clean_heldout.jsonl.zst")),
+                "--vocab-size",
+                "600",
                 "--out",
-                other_tok_set.to_str().unwrap(),
-                "--seq-len",
-                "32",
+                s(&other_tok),
             ],
         );
-    }
-    for (name, eval, expect) in [
-        (
-            "mismatched seq_len",
-            &other_len,
-            vec!["seq_len", "32", "16", "set-seq16"],
-        ),
-        (
+        let other = d.join("set-other-tokenizer");
+        pack(&other_tok, &other, "32");
+        mismatched_eval_case(
             "mismatched tokenizer",
-            &other_tok_set,
-            vec!["tokenizer differs", "set-other-tokenizer"],
-        ),
-    ] {
-        cases.push(Case {
-            name,
-            bin: Some(trainer.clone()),
-            writes: true,
-            args: [
-                "train",
-                "--data",
-                good.to_str().unwrap(),
-                "--eval-data",
-                eval.to_str().unwrap(),
-                "--model-size",
-                "debug",
-                "--max-steps",
-                "1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            expect: expect.iter().map(|s| s.to_string()).collect(),
-        });
+            &other,
+            &["tokenizer differs", "set-other-tokenizer"],
+        )
+    };
+}
+
+/// Rewrites shard 0 of a set with one reference loss set to NaN: `window`'s
+/// loss at index `at` (the loss of position at + 1).
+fn nan_in_shard0(d: &Path, window: usize, at: usize) {
+    let shard = d.join("part-00000.parquet");
+    let r = shared::scores::shards::ShardReader::open(&shard).unwrap();
+    let info = r.info().clone();
+    let (mut windows, mut losses) = (Vec::new(), Vec::new());
+    for g in 0..r.num_row_groups() {
+        let w = r.read_row_group(g).unwrap();
+        let t = w.seq_len;
+        for (i, seq) in w.seq_ids.iter().enumerate() {
+            windows.push(shared::text::pack::Window {
+                seq_id: *seq,
+                tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
+                doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
+            });
+            losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
+        }
     }
-    cases
+    drop(r);
+    losses[window][at] = f32::NAN;
+    shared::scores::shards::write_shard(
+        &shard,
+        &info.job,
+        0,
+        info.seq_len,
+        info.row_group_windows,
+        &windows,
+        Some(&losses),
+    )
+    .unwrap();
 }

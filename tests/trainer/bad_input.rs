@@ -1,9 +1,24 @@
-//! Bad input to `trainer`: refused before anything is written.
+//! Bad input to `trainer`: each case refused with a message naming what is
+//! wrong, exit code 1, no panic, and nothing written. One test per case; the
+//! broken sets are made once per run.
 
 use super::*;
 
-#[test]
-fn bad_input_is_refused_before_anything_is_written() {
+/// The sets and configs the cases break, beside the shared fixture sets.
+struct Inputs {
+    other_tok_set: PathBuf,
+    seq32: PathBuf,
+    nan_set: PathBuf,
+    truncated: PathBuf,
+    small_vocab: PathBuf,
+}
+
+fn inputs() -> &'static Inputs {
+    static I: OnceLock<Inputs> = OnceLock::new();
+    I.get_or_init(make_inputs)
+}
+
+fn make_inputs() -> Inputs {
     let f = fixture_sets();
     let scorer = bin("scorer");
     // A second tokenizer and a set with another seq_len.
@@ -97,107 +112,140 @@ fn bad_input_is_refused_before_anything_is_written() {
     cfg["vocab_size"] = 512.into();
     std::fs::write(&small_vocab, cfg.to_string()).unwrap();
 
-    let d = |p: &Path| p.to_str().unwrap().to_string();
-    let cases: Vec<(&str, Vec<String>, Vec<&str>)> = vec![
-        (
-            "slm on a pack-only set",
-            vec![
-                "--data".into(),
-                d(&f.noisy_packed),
-                "--objective".into(),
-                "slm".into(),
-            ],
-            vec!["pack-only", "noisy-packed"],
-        ),
-        (
-            "NaN ref_loss",
-            vec![
-                "--data".into(),
-                d(&nan_set),
-                "--objective".into(),
-                "slm".into(),
-            ],
-            vec!["part-00000.parquet", "row 202", "NaN"],
-        ),
-        (
-            "truncated shard",
-            vec!["--data".into(), d(&truncated)],
-            vec!["part-00000.parquet", "truncated"],
-        ),
-        (
-            "token ids beyond the model's vocabulary",
-            vec![
-                "--data".into(),
-                d(&f.clean),
-                "--model-config".into(),
-                d(&small_vocab),
-            ],
-            vec!["1024", "512"],
-        ),
-        (
-            "mismatched seq_len",
-            vec![
-                "--data".into(),
-                d(&f.clean),
-                "--eval-data".into(),
-                d(&seq32),
-            ],
-            vec!["seq_len", "64", "32", "heldout-seq32"],
-        ),
-        (
-            "mismatched tokenizer",
-            vec![
-                "--data".into(),
-                d(&f.clean),
-                "--eval-data".into(),
-                d(&other_tok_set),
-            ],
-            vec!["tokenizer differs", "heldout-other-tok"],
-        ),
-        (
-            "select ratio out of range",
-            vec![
-                "--data".into(),
-                d(&f.clean),
-                "--select-ratio".into(),
-                "1.5".into(),
-            ],
-            vec!["--select-ratio", "1.5"],
-        ),
-        (
-            "negative learning rate",
-            vec!["--data".into(), d(&f.clean), "--lr=-1".into()],
-            vec!["--lr"],
-        ),
-        (
-            "missing data directory",
-            vec!["--data".into(), d(&f.dir.join("nope"))],
-            vec!["nope"],
-        ),
-    ];
-    for (name, extra, expect) in cases {
-        let out = f.dir.join(format!("bad-{}", name.replace(' ', "-")));
-        let _ = std::fs::remove_dir_all(&out);
-        let mut args = vec![
-            "train".to_string(),
-            "--out".into(),
-            d(&out),
-            "--model-size".into(),
-            "debug".into(),
-            "--max-steps".into(),
-            "2".into(),
-        ];
-        args.extend(extra);
-        let res = run(
-            TRAINER,
-            &args.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
-        );
-        let err = String::from_utf8_lossy(&res.stderr);
-        assert_eq!(res.status.code(), Some(1), "{name}: {err}");
-        assert!(!err.contains("panicked"), "{name}: {err}");
-        for e in expect {
-            assert!(err.contains(e), "{name}: message lacks {e:?}: {err}");
-        }
-        assert!(!out.exists(), "{name}: wrote {}", out.display());
+    Inputs {
+        other_tok_set,
+        seq32,
+        nan_set,
+        truncated,
+        small_vocab,
     }
+}
+
+/// `trainer train --out DIR ...extra` must fail cleanly and leave no DIR.
+fn refused(name: &str, extra: &[&Path], flags: &[&str], expect: &[&str]) {
+    let f = fixture_sets();
+    let out = f.dir.join(format!("bad-{}", name.replace(' ', "-")));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut args = vec![
+        "train",
+        "--out",
+        s(&out),
+        "--model-size",
+        "debug",
+        "--max-steps",
+        "2",
+    ];
+    // Each path in `extra` follows the flag at the same index of `flags`;
+    // flags past the paths stand alone.
+    for (i, flag) in flags.iter().enumerate() {
+        args.push(flag);
+        if let Some(p) = extra.get(i) {
+            args.push(s(p));
+        }
+    }
+    let res = run(TRAINER, &args);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    for e in expect {
+        assert!(err.contains(e), "{name}: message lacks {e:?}: {err}");
+    }
+    assert!(!out.exists(), "{name}: wrote {}", out.display());
+}
+
+#[test]
+fn slm_on_a_pack_only_set_is_refused() {
+    let f = fixture_sets();
+    refused(
+        "slm on a pack-only set",
+        &[&f.noisy_packed],
+        &["--data", "--objective=slm"],
+        &["pack-only", "noisy-packed"],
+    );
+}
+
+#[test]
+fn nan_ref_loss_names_the_shard_and_row() {
+    refused(
+        "NaN ref_loss",
+        &[&inputs().nan_set],
+        &["--data", "--objective=slm"],
+        &["part-00000.parquet", "row 202", "NaN"],
+    );
+}
+
+#[test]
+fn truncated_shard_is_named() {
+    refused(
+        "truncated shard",
+        &[&inputs().truncated],
+        &["--data"],
+        &["part-00000.parquet", "truncated"],
+    );
+}
+
+#[test]
+fn token_ids_beyond_the_model_vocabulary_are_refused() {
+    let f = fixture_sets();
+    refused(
+        "token ids beyond the model's vocabulary",
+        &[&f.clean, &inputs().small_vocab],
+        &["--data", "--model-config"],
+        &["1024", "512"],
+    );
+}
+
+#[test]
+fn eval_set_of_another_seq_len_is_refused() {
+    let f = fixture_sets();
+    refused(
+        "mismatched seq_len",
+        &[&f.clean, &inputs().seq32],
+        &["--data", "--eval-data"],
+        &["seq_len", "64", "32", "heldout-seq32"],
+    );
+}
+
+#[test]
+fn eval_set_of_another_tokenizer_is_refused() {
+    let f = fixture_sets();
+    refused(
+        "mismatched tokenizer",
+        &[&f.clean, &inputs().other_tok_set],
+        &["--data", "--eval-data"],
+        &["tokenizer differs", "heldout-other-tok"],
+    );
+}
+
+#[test]
+fn select_ratio_out_of_range_is_refused() {
+    let f = fixture_sets();
+    refused(
+        "select ratio out of range",
+        &[&f.clean],
+        &["--data", "--select-ratio=1.5"],
+        &["--select-ratio", "1.5"],
+    );
+}
+
+#[test]
+fn negative_learning_rate_is_refused() {
+    let f = fixture_sets();
+    refused(
+        "negative learning rate",
+        &[&f.clean],
+        &["--data", "--lr=-1"],
+        &["--lr"],
+    );
+}
+
+#[test]
+fn missing_data_directory_is_named() {
+    let f = fixture_sets();
+    refused(
+        "missing data directory",
+        &[&f.dir.join("nope")],
+        &["--data"],
+        &["nope"],
+    );
 }
