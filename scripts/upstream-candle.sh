@@ -28,6 +28,7 @@ done
 cd "$work"
 export CARGO_TARGET_DIR="$root/target/upstream-candle"
 features="shared/upstream-candle,scorer/upstream-candle,trainer/upstream-candle"
+export RHO1_BIN_FEATURES=upstream-candle # tests/util's bin() builds scorer/trainer with it
 case "$mode" in
 check) cargo check --workspace --all-targets --features "$features" ;;
 test) cargo test --workspace --features "$features" ;;

@@ -100,6 +100,10 @@ pub fn bin(name: &str) -> String {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-q", "-p", name]).current_dir(repo());
+        // Features of the binary's own package (scripts/upstream-candle.sh sets it).
+        if let Ok(features) = std::env::var("RHO1_BIN_FEATURES") {
+            cmd.args(["--features", &features]);
+        }
         if dir.file_name().map(|n| n == "release").unwrap_or(false) {
             cmd.arg("--release");
         }
