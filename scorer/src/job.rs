@@ -350,14 +350,7 @@ impl<'a> Job<'a> {
                 );
             }
             stats.merge(&info.ref_loss);
-            shards.push(ShardEntry {
-                file,
-                first_seq_id: info.first_seq_id,
-                windows: info.windows,
-                rows: info.rows,
-                bytes: std::fs::metadata(&path)?.len(),
-                sha256: shared::util::hash::hash_file(&path)?,
-            });
+            shards.push(ShardEntry::describe(&path, info)?);
         }
         let manifest = Manifest {
             format: FORMAT_NAME.to_string(),

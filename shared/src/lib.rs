@@ -4,8 +4,8 @@
 //! (files, hashing, devices) < [`kernels`] (fused CPU ops, the GEMM) <
 //! [`model`] (the decoder and its per-token loss) and [`text`] (text files
 //! become token windows) < [`scores`] (score sets, written by `scorer` and
-//! memory-mapped by `trainer`). The reference loss and the live loss are
-//! computed by the same code.
+//! memory-mapped by `trainer`); [`process`] sets the binaries up. The
+//! reference loss and the live loss are computed by the same code.
 //!
 //! Where a new thing goes: an input format in `text/corpus.rs`, a model
 //! family in `model/config.rs` + `model/decoder.rs`, a checkpoint format in
@@ -15,6 +15,7 @@
 pub mod error; // the library's typed errors, each naming a file and a record
 pub mod kernels; // fused CPU kernels with their own backward, the GEMM, threads
 pub mod model; // config, decoder, per-token loss, checkpoints
+pub mod process; // the binaries' main: allocator, threads, panic hook, exit status
 pub mod scores; // score sets: token shards, manifest, side tables, the reader
 pub mod text; // corpus files -> documents -> token ids -> windows
 pub mod util; // infrastructure: atomic files, hashing, RNG, progress, device, Parquet hygiene

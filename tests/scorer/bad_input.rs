@@ -701,7 +701,7 @@ bad_input! {
         mismatched_eval_case(
             "mismatched tokenizer",
             &other,
-            &["tokenizer differs", "set-other-tokenizer"],
+            &["cannot be mixed: tokenizer: the first has", "set-other-tokenizer"],
         )
     };
 }

@@ -213,7 +213,10 @@ fn eval_set_of_another_tokenizer_is_refused() {
         "mismatched tokenizer",
         &[&f.clean, &inputs().other_tok_set],
         &["--data", "--eval-data"],
-        &["tokenizer differs", "heldout-other-tok"],
+        &[
+            "cannot be mixed: tokenizer: the first has",
+            "heldout-other-tok",
+        ],
     );
 }
 

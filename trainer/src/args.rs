@@ -258,6 +258,7 @@ impl TrainArgs {
 
     pub fn resolve(self) -> Result<Settings> {
         let a = self.merged()?;
+        let adamw = crate::optim::AdamWConfig::default();
         let ratio = a.select_ratio.unwrap_or(0.6);
         let schedule = a.ratio_schedule.unwrap_or(RatioSchedule::Constant);
         let ratio_end = match schedule {
@@ -298,9 +299,9 @@ impl TrainArgs {
             lr: a.lr.unwrap_or(1e-3),
             min_lr_ratio: a.min_lr_ratio.unwrap_or(0.1),
             warmup_steps: a.warmup_steps.unwrap_or(30),
-            beta1: a.beta1.unwrap_or(0.9),
-            beta2: a.beta2.unwrap_or(0.95),
-            weight_decay: a.weight_decay.unwrap_or(0.1),
+            beta1: a.beta1.unwrap_or(adamw.beta1),
+            beta2: a.beta2.unwrap_or(adamw.beta2),
+            weight_decay: a.weight_decay.unwrap_or(adamw.weight_decay),
             grad_clip: a.grad_clip.unwrap_or(1.0),
             seed: a.seed.unwrap_or(0),
             eval_every: a.eval_every.unwrap_or(50),

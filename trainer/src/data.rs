@@ -46,13 +46,13 @@ impl TrainData {
         if dirs.is_empty() {
             bail!("no training data: give --data DIR (a score set written by `scorer pack` or `scorer score`)");
         }
-        let mut sets = Vec::new();
+        let mut sets: Vec<ScoreSet> = Vec::new();
         let mut starts = Vec::new();
         let mut total = 0;
         for d in dirs {
             let set = ScoreSet::open(d)?;
             if let Some(first) = sets.first() {
-                check_compatible(first, &set)?;
+                first.check_mixable(&set)?;
             }
             starts.push(total);
             total += set.num_windows();
@@ -172,31 +172,6 @@ impl TrainData {
             ref_loss,
         })
     }
-}
-
-/// Two sets can be mixed (or one evaluated against the other's model) only
-/// with the same seq_len and tokenizer.
-pub fn check_compatible(a: &ScoreSet, b: &ScoreSet) -> Result<()> {
-    let (ma, mb) = (&a.manifest().job, &b.manifest().job);
-    if ma.seq_len != mb.seq_len {
-        bail!(
-            "seq_len differs: {} has {}, {} has {}",
-            a.dir().display(),
-            ma.seq_len,
-            b.dir().display(),
-            mb.seq_len
-        );
-    }
-    if ma.tokenizer.fingerprint != mb.tokenizer.fingerprint {
-        bail!(
-            "tokenizer differs: {} has {}, {} has {}",
-            a.dir().display(),
-            ma.tokenizer.fingerprint,
-            b.dir().display(),
-            mb.tokenizer.fingerprint
-        );
-    }
-    Ok(())
 }
 
 /// The tokenizer.json a score set carries (written by `scorer`).

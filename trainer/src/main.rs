@@ -24,18 +24,6 @@ mod tools;
 
 use tools::{bench, demo, report, selection};
 
-// Every candle op allocates its output: an allocator that returns freed
-// memory to the OS makes the kernel zero fresh pages on every step (~25% of a
-// small model's step). mimalloc, told never to purge, reuses them instead.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-const MI_OPTION_PURGE_DELAY: i32 = 15;
-
-fn keep_freed_memory() {
-    // SAFETY: sets a plain integer option; mimalloc reads it on later purges.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
-
 #[derive(Parser)]
 #[command(
     name = "trainer",
@@ -166,14 +154,5 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
-    shared::kernels::threads::tune_cpu_threads();
-    shared::util::guard::install_panic_hook();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::process::main(|| run(Cli::parse()))
 }

@@ -12,11 +12,24 @@ use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Storage, Tensor, V
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// The defaults of `trainer train` (and of most LLM pretraining recipes).
+    fn default() -> Self {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        }
+    }
 }
 
 struct Slot {
@@ -296,16 +309,7 @@ mod tests {
             + (&b * 2.0).unwrap().sum_all().unwrap())
         .unwrap();
         let grads = loss.backward().unwrap();
-        let mut opt = AdamW::new(
-            &vm,
-            AdamWConfig {
-                beta1: 0.9,
-                beta2: 0.95,
-                eps: 1e-8,
-                weight_decay: 0.1,
-            },
-        )
-        .unwrap();
+        let mut opt = AdamW::new(&vm, AdamWConfig::default()).unwrap();
         assert!((opt.grad_norm(&grads).unwrap() - (2.0 * 9.0f64 + 2.0 * 4.0).sqrt()).abs() < 1e-5);
         opt.step(&grads, 0.01, 1.0).unwrap();
         // First Adam step moves by lr * sign(g); decay multiplies matrices by (1 - lr*wd).
@@ -351,13 +355,7 @@ mod tests {
                     .unwrap(),
             )
             .unwrap();
-            let cfg = AdamWConfig {
-                beta1: 0.9,
-                beta2: 0.95,
-                eps: 1e-8,
-                weight_decay: 0.1,
-            };
-            let mut opt = AdamW::new(&vm, cfg).unwrap();
+            let mut opt = AdamW::new(&vm, AdamWConfig::default()).unwrap();
             opt.fused = fused;
             for step in 0..4 {
                 let x = Tensor::arange(step as f32, step as f32 + 5.0, &dev).unwrap();

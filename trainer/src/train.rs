@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use serde_json::json;
-use shared::model::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
+use shared::model::checkpoint::{init_varmap, model_over, Checkpoint};
 use shared::model::config::LlamaConfig;
 use shared::model::{Llama, Mode};
 use shared::scores::scoreset::ScoreSet;
@@ -19,7 +19,7 @@ use shared::util::progress::Progress;
 use shared::util::rng::Rng;
 
 use crate::args::{ModelSource, Objective, Settings};
-use crate::data::{check_compatible, tokenizer_of, TrainData};
+use crate::data::{tokenizer_of, TrainData};
 use crate::eval::{evaluate, EvalResult};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::{lr_at, ratio_at};
@@ -134,39 +134,6 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
     run.finish()
 }
 
-/// The model over the f32 weights of `varmap`, computing in `dtype`: for a
-/// half dtype (or `Mode::Infer`), over copies taken now. A training copy is
-/// differentiable, so gradients reach the f32 weights; a step takes new copies.
-pub(crate) fn model_over(
-    varmap: &VarMap,
-    cfg: &LlamaConfig,
-    dtype: DType,
-    dev: &Device,
-    mode: Mode,
-) -> Result<Llama> {
-    if dtype == DType::F32 && mode == Mode::Train {
-        let vb = VarBuilder::from_varmap(varmap, DType::F32, dev);
-        return Ok(Llama::load(vb, cfg, mode)?);
-    }
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
-    let copies = data
-        .iter()
-        .map(|(name, var)| {
-            let t = match mode {
-                Mode::Train => var.as_tensor().clone(),
-                Mode::Infer => var.as_tensor().detach(),
-            };
-            Ok((name.clone(), t.to_dtype(dtype)?))
-        })
-        .collect::<Result<std::collections::HashMap<_, _>>>()?;
-    drop(data);
-    let vb = VarBuilder::from_tensors(copies, dtype, dev);
-    Ok(Llama::load(vb, cfg, mode)?)
-}
-
 /// Everything a run holds between steps.
 struct Run<'a> {
     s: &'a Settings,
@@ -206,7 +173,7 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
     let eval_set = match &s.eval_data {
         Some(d) => {
             let e = ScoreSet::open(d)?;
-            check_compatible(first, &e)?;
+            first.check_mixable(&e)?;
             Some(e)
         }
         None => None,
@@ -360,8 +327,8 @@ impl<'a> Run<'a> {
             AdamWConfig {
                 beta1: s.beta1,
                 beta2: s.beta2,
-                eps: 1e-8,
                 weight_decay: s.weight_decay,
+                ..AdamWConfig::default()
             },
         )?;
         let resumed = resume_or_start(s, &varmap, &mut opt, &dev)?;
@@ -485,7 +452,7 @@ impl<'a> Run<'a> {
         let Some(set) = &self.eval_set else {
             return Ok(());
         };
-        let m = infer_model_from_varmap(&self.varmap, &self.cfg, &self.dev)?;
+        let m = model_over(&self.varmap, &self.cfg, DType::F32, &self.dev, Mode::Infer)?;
         let s = self.s;
         let r = evaluate(&m, set, s.batch_size, s.eval_windows, &self.dev)?;
         let st = &self.st;

@@ -74,16 +74,7 @@ pub fn write_derived(
                 Some(&rows),
             )?;
             stats.merge(&info.ref_loss);
-            shards.push(ShardEntry {
-                file,
-                first_seq_id: info.first_seq_id,
-                windows: info.windows,
-                rows: info.rows,
-                bytes: std::fs::metadata(&path)
-                    .map_err(|e| shared::Error::io(&path, e))?
-                    .len(),
-                sha256: shared::util::hash::hash_file(&path)?,
-            });
+            shards.push(ShardEntry::describe(&path, &info)?);
         }
         for f in [
             VOCAB_FILE,

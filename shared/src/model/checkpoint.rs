@@ -281,25 +281,39 @@ pub fn init_varmap(cfg: &LlamaConfig, seed: u64, std: f64, device: &Device) -> R
     Ok(varmap)
 }
 
-/// A gradient-free model over the current values of trainable variables
-/// (shares their storage; nothing is copied).
-pub fn infer_model_from_varmap(
+/// The model over the f32 weights of `varmap`, computing in `dtype`. In
+/// `Mode::Train` it is differentiable, so gradients reach the f32 weights: in
+/// f32 it reads the variables themselves, in a half dtype copies taken now (a
+/// step takes new ones). In `Mode::Infer` it is gradient-free, over detached
+/// views (f32, nothing copied) or half copies.
+pub fn model_over(
     varmap: &VarMap,
     cfg: &LlamaConfig,
+    dtype: DType,
     device: &Device,
+    mode: Mode,
 ) -> Result<Llama> {
+    if dtype == DType::F32 && mode == Mode::Train {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+        return Llama::load(vb, cfg, mode);
+    }
     let data = varmap
         .data()
         .lock()
         .map_err(|_| Error::Invalid("poisoned VarMap lock".into()))?;
-    let tensors: HashMap<String, Tensor> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
+    let mut tensors = HashMap::with_capacity(data.len());
+    for (name, var) in data.iter() {
+        let t = match mode {
+            Mode::Train => var.as_tensor().clone(),
+            Mode::Infer => var.as_tensor().detach(),
+        };
+        let t = if t.dtype() == dtype {
+            t
+        } else {
+            t.to_dtype(dtype)?
+        };
+        tensors.insert(name.clone(), t);
+    }
     drop(data);
-    Llama::load(
-        VarBuilder::from_tensors(tensors, DType::F32, device),
-        cfg,
-        Mode::Infer,
-    )
+    Llama::load(VarBuilder::from_tensors(tensors, dtype, device), cfg, mode)
 }

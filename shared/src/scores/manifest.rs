@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::scores::shards::{LossStats, FORMAT_VERSION};
-use crate::util::hash::hash_bytes;
+use crate::scores::shards::{LossStats, ShardInfo, FORMAT_VERSION};
+use crate::util::hash::{hash_bytes, hash_file};
 
 pub const JOB_FILE: &str = "job.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -112,45 +112,15 @@ impl JobSpec {
 
     /// Human-readable differences between `self` (this run) and `old` (on disk).
     pub fn differences(&self, old: &JobSpec) -> Vec<String> {
-        let mut d = Vec::new();
-        let mut cmp = |what: &str, new: String, was: String| {
-            if new != was {
-                d.push(format!(
-                    "{what}: this run has {new}, the directory has {was}"
-                ));
-            }
-        };
-        cmp(
-            "format version",
-            self.format_version.to_string(),
-            old.format_version.to_string(),
-        );
-        cmp("scored", self.scored.to_string(), old.scored.to_string());
-        cmp("seq_len", self.seq_len.to_string(), old.seq_len.to_string());
-        cmp(
-            "windows per shard",
-            self.shard_windows.to_string(),
-            old.shard_windows.to_string(),
-        );
-        cmp(
-            "windows per row group",
-            self.row_group_windows.to_string(),
-            old.row_group_windows.to_string(),
-        );
-        cmp(
-            "text field",
-            self.text_field.clone(),
-            old.text_field.clone(),
-        );
-        cmp(
-            "tokenizer",
-            self.tokenizer.fingerprint.clone(),
-            old.tokenizer.fingerprint.clone(),
-        );
-        cmp(
+        let mut d = Differences::default();
+        d.field("format version", self.format_version, old.format_version);
+        d.field("scored", self.scored, old.scored);
+        self.compare_layout(old, &mut d);
+        d.field("text field", &self.text_field, &old.text_field);
+        d.field(
             "end-of-text token",
-            self.tokenizer.eos_token.clone(),
-            old.tokenizer.eos_token.clone(),
+            &self.tokenizer.eos_token,
+            &old.tokenizer.eos_token,
         );
         let model = |m: &Option<ModelInfo>| {
             m.as_ref()
@@ -166,15 +136,15 @@ impl JobSpec {
         if self.reference_model.as_ref().map(|m| &m.fingerprint)
             != old.reference_model.as_ref().map(|m| &m.fingerprint)
         {
-            cmp(
+            d.field(
                 "reference model",
                 model(&self.reference_model),
                 model(&old.reference_model),
             );
         }
         if let (Some(a), Some(b)) = (&self.reference_model, &old.reference_model) {
-            cmp("compute dtype", a.dtype.clone(), b.dtype.clone());
-            cmp("device", a.device.clone(), b.device.clone());
+            d.field("compute dtype", &a.dtype, &b.dtype);
+            d.field("device", &a.device, &b.device);
         }
         let inputs = |i: &[InputFile]| {
             i.iter()
@@ -191,9 +161,72 @@ impl JobSpec {
         };
         let content = |i: &[InputFile]| i.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>();
         if content(&self.inputs) != content(&old.inputs) {
-            cmp("inputs", inputs(&self.inputs), inputs(&old.inputs));
+            d.field("inputs", inputs(&self.inputs), inputs(&old.inputs));
         }
-        d
+        d.lines("this run has", "the directory has")
+    }
+
+    /// What decides whether two sets' windows can share a batch: the
+    /// tokenizer and seq_len.
+    pub fn compare_mixable(&self, other: &JobSpec, d: &mut Differences) {
+        d.field(
+            "tokenizer",
+            &self.tokenizer.fingerprint,
+            &other.tokenizer.fingerprint,
+        );
+        d.field("seq_len", self.seq_len, other.seq_len);
+    }
+
+    /// The above and the shard layout: with the same corpus, the same windows
+    /// in the same row groups.
+    pub fn compare_layout(&self, other: &JobSpec, d: &mut Differences) {
+        self.compare_mixable(other, d);
+        d.field("windows per shard", self.shard_windows, other.shard_windows);
+        d.field(
+            "windows per row group",
+            self.row_group_windows,
+            other.row_group_windows,
+        );
+    }
+
+    /// The inputs' content hashes, shortened, in order.
+    pub fn corpus_hashes(&self) -> String {
+        let short = |h: &String| h[..12.min(h.len())].to_string();
+        let hashes: Vec<String> = self.inputs.iter().map(|i| short(&i.sha256)).collect();
+        hashes.join(",")
+    }
+}
+
+/// Field-by-field differences between two descriptions (job specs, score
+/// sets), collected once and worded by the caller.
+#[derive(Debug, Default)]
+pub struct Differences(Vec<(String, String, String)>);
+
+impl Differences {
+    pub fn field(&mut self, what: &str, a: impl ToString, b: impl ToString) {
+        let (a, b) = (a.to_string(), b.to_string());
+        if a != b {
+            self.0.push((what.to_string(), a, b));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `what: <a_says> A, <b_says> B` per field.
+    pub fn lines(&self, a_says: &str, b_says: &str) -> Vec<String> {
+        let line =
+            |(w, a, b): &(String, String, String)| format!("{w}: {a_says} {a}, {b_says} {b}");
+        self.0.iter().map(line).collect()
+    }
+
+    /// `what: A vs B` per field.
+    pub fn versus(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(w, a, b)| format!("{w}: {a} vs {b}"))
+            .collect()
     }
 }
 
@@ -205,6 +238,26 @@ pub struct ShardEntry {
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
+}
+
+impl ShardEntry {
+    /// The entry of a shard file just written or checked: its name, what its
+    /// metadata says, its size and SHA-256.
+    pub fn describe(path: &Path, info: &ShardInfo) -> Result<Self> {
+        Ok(ShardEntry {
+            file: path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            first_seq_id: info.first_seq_id,
+            windows: info.windows,
+            rows: info.rows,
+            bytes: std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len(),
+            sha256: hash_file(path)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::scores::manifest::Manifest;
+use crate::scores::manifest::{Differences, Manifest};
 use crate::scores::shards::{ShardReader, Windows};
 
 pub struct ScoreSet {
@@ -115,43 +115,33 @@ impl ScoreSet {
     /// seq_len, shard layout), as "field: this vs that".
     pub fn window_differences(&self, other: &ScoreSet) -> Vec<String> {
         let (x, y) = (&self.manifest.job, &other.manifest.job);
-        let mut d = Vec::new();
-        let mut cmp = |what: &str, p: String, q: String| {
-            if p != q {
-                d.push(format!("{what}: {p} vs {q}"));
-            }
-        };
-        let corpus = |j: &crate::scores::manifest::JobSpec| {
-            let short = |h: &String| h[..12.min(h.len())].to_string();
-            j.inputs
-                .iter()
-                .map(|i| short(&i.sha256))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        cmp(
-            "tokenizer",
-            x.tokenizer.fingerprint.clone(),
-            y.tokenizer.fingerprint.clone(),
+        let mut d = Differences::default();
+        x.compare_layout(y, &mut d);
+        d.field(
+            "corpus (input SHA-256)",
+            x.corpus_hashes(),
+            y.corpus_hashes(),
         );
-        cmp("seq_len", x.seq_len.to_string(), y.seq_len.to_string());
-        cmp("corpus (input SHA-256)", corpus(x), corpus(y));
-        cmp(
-            "windows per shard",
-            x.shard_windows.to_string(),
-            y.shard_windows.to_string(),
-        );
-        cmp(
-            "windows per row group",
-            x.row_group_windows.to_string(),
-            y.row_group_windows.to_string(),
-        );
-        cmp(
-            "windows",
-            self.num_windows().to_string(),
-            other.num_windows().to_string(),
-        );
-        d
+        d.field("windows", self.num_windows(), other.num_windows());
+        d.versus()
+    }
+
+    /// Refuses `other` unless its windows can share a batch with this set's
+    /// (same tokenizer and seq_len): several `--data` sets, or a held-out set.
+    pub fn check_mixable(&self, other: &ScoreSet) -> Result<()> {
+        let mut d = Differences::default();
+        self.manifest
+            .job
+            .compare_mixable(&other.manifest.job, &mut d);
+        if d.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "{} and {} cannot be mixed: {}",
+            self.dir.display(),
+            other.dir.display(),
+            d.lines("the first has", "the second has").join("; ")
+        )))
     }
 
     pub fn dir(&self) -> &Path {

@@ -21,7 +21,7 @@ use crate::data::TrainData;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::select::{Method, Params};
 use crate::step::{train_step, StepInput};
-use crate::train::model_over;
+use shared::model::checkpoint::model_over;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {

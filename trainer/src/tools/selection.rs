@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Args;
-use shared::model::checkpoint::{infer_model_from_varmap, init_varmap, Checkpoint};
+use shared::model::checkpoint::{init_varmap, model_over, Checkpoint};
 use shared::model::config::LlamaConfig;
+use shared::model::Mode;
 use shared::util::rng::Rng;
 
 use crate::data::TrainData;
@@ -77,7 +78,13 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         Some(dir) => Checkpoint::load(dir, DType::F32, &dev)?.infer_model(&dev)?,
         None => {
             let cfg = LlamaConfig::preset(&a.model_size, vocab)?;
-            infer_model_from_varmap(&init_varmap(&cfg, a.seed, 0.02, &dev)?, &cfg, &dev)?
+            model_over(
+                &init_varmap(&cfg, a.seed, 0.02, &dev)?,
+                &cfg,
+                DType::F32,
+                &dev,
+                Mode::Infer,
+            )?
         }
     };
     let noise = match a.noise_quantile {
