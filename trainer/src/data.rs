@@ -1,19 +1,24 @@
 //! Training windows from one or more score sets, in a deterministic shuffled
-//! order, read through the memory-mapped shards one row group at a time.
-//!
-//! The order is a seeded pseudo-random permutation per epoch that needs no
-//! index array, so resident memory does not grow with the set; a cursor (the
-//! number of windows consumed) is all the state a resumed run needs.
+//! order ([`crate::order`]: row groups permuted per epoch, then windows within
+//! buffers of [`BUFFER_ROW_GROUPS`] row groups), decoded ahead of the step by
+//! a background thread ([`crate::prefetch`]): each row group once per epoch,
+//! memory two buffers whatever the set's size. The cursor (windows consumed)
+//! is all the state a resumed run needs.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use shared::scores::scoreset::ScoreSet;
-use shared::scores::shards::Windows;
 use shared::util::progress::Progress;
-use shared::util::rng::{Permutation, Rng};
+
+use crate::order::{EpochOrder, Group};
+use crate::prefetch::Prefetcher;
+
+/// Row groups whose windows are shuffled together (16,384-token row groups:
+/// 64 windows of 256 each, 512 windows per buffer).
+pub const BUFFER_ROW_GROUPS: usize = 8;
 
 /// `rows` windows of `seq_len` tokens.
 pub struct Batch {
@@ -28,17 +33,13 @@ pub struct Batch {
 }
 
 pub struct TrainData {
-    sets: Vec<ScoreSet>,
-    /// Global index of each set's first window.
-    starts: Vec<u64>,
-    total: u64,
-    seed: u64,
-    epoch_perm: Option<(u64, Permutation)>,
-    /// Recently decoded row groups: (set, shard, row group).
-    cache: VecDeque<((usize, usize, usize), Arc<Windows>)>,
+    sets: Arc<Vec<ScoreSet>>,
+    order: EpochOrder,
+    prefetch: Prefetcher,
+    /// Time spent waiting for the prefetcher since the last [`Self::take_wait`].
+    waited: Duration,
+    rows_used: u64,
 }
-
-const CACHE_ROW_GROUPS: usize = 8;
 
 impl TrainData {
     /// Opens the sets and checks that they agree (seq_len, tokenizer).
@@ -47,24 +48,36 @@ impl TrainData {
             bail!("no training data: give --data DIR (a score set written by `scorer pack` or `scorer score`)");
         }
         let mut sets: Vec<ScoreSet> = Vec::new();
-        let mut starts = Vec::new();
-        let mut total = 0;
         for d in dirs {
             let set = ScoreSet::open(d)?;
             if let Some(first) = sets.first() {
                 first.check_mixable(&set)?;
             }
-            starts.push(total);
-            total += set.num_windows();
             sets.push(set);
         }
+        let mut groups = Vec::new();
+        for (i, set) in sets.iter().enumerate() {
+            let rgw = set.manifest().job.row_group_windows;
+            for (shard, reader) in set.shards().iter().enumerate() {
+                let windows = reader.info().windows;
+                for row_group in 0..reader.num_row_groups() {
+                    let n = (windows - row_group * rgw).min(rgw);
+                    groups.push(Group {
+                        set: i,
+                        shard,
+                        row_group,
+                        windows: n,
+                    });
+                }
+            }
+        }
+        let sets = Arc::new(sets);
         Ok(TrainData {
+            prefetch: Prefetcher::start(sets.clone(), groups.clone()),
+            order: EpochOrder::new(groups, BUFFER_ROW_GROUPS, seed),
             sets,
-            starts,
-            total,
-            seed,
-            epoch_perm: None,
-            cache: VecDeque::new(),
+            waited: Duration::ZERO,
+            rows_used: 0,
         })
     }
 
@@ -73,7 +86,7 @@ impl TrainData {
     }
 
     pub fn num_windows(&self) -> u64 {
-        self.total
+        self.order.total()
     }
 
     pub fn seq_len(&self) -> usize {
@@ -94,7 +107,7 @@ impl TrainData {
             .map(|s| s.num_windows() * s.seq_len() as u64)
             .sum();
         let mut progress = Progress::new("checking shards", "tok", rows);
-        for set in &self.sets {
+        for set in self.sets.iter() {
             if need_ref && !set.scored() {
                 bail!("{}: a pack-only set has no ref_loss", set.dir().display());
             }
@@ -118,32 +131,16 @@ impl TrainData {
         Ok(())
     }
 
-    /// (set, window) at global position `cursor` of the endless epoch sequence.
-    fn window_at(&mut self, cursor: u64) -> (usize, u64) {
-        let epoch = cursor / self.total;
-        if self.epoch_perm.as_ref().map(|p| p.0) != Some(epoch) {
-            let seed = Rng::derive(self.seed, &format!("epoch-{epoch}")).next_u64();
-            self.epoch_perm = Some((epoch, Permutation::new(self.total, seed)));
-        }
-        let g = self
-            .epoch_perm
-            .as_ref()
-            .map(|p| p.1.get(cursor % self.total))
-            .unwrap_or(0);
-        let set = self.starts.partition_point(|&s| s <= g) - 1;
-        (set, g - self.starts[set])
+    /// Time the reads since the last call waited for decoding (~0 once the
+    /// prefetcher is ahead), and resets it.
+    pub fn take_wait(&mut self) -> Duration {
+        std::mem::take(&mut self.waited)
     }
 
-    fn row_group(&mut self, key: (usize, usize, usize)) -> Result<Arc<Windows>> {
-        if let Some((_, w)) = self.cache.iter().find(|(k, _)| *k == key) {
-            return Ok(w.clone());
-        }
-        let w = Arc::new(self.sets[key.0].read_row_group(key.1, key.2)?);
-        if self.cache.len() == CACHE_ROW_GROUPS {
-            self.cache.pop_front();
-        }
-        self.cache.push_back((key, w.clone()));
-        Ok(w)
+    /// Rows decoded by the prefetcher per row handed out: 1.0 when every row
+    /// group is decoded once and used whole.
+    pub fn amplification(&self) -> f64 {
+        self.prefetch.rows_decoded() as f64 / self.rows_used.max(1) as f64
     }
 
     /// `rows` windows starting at `cursor`.
@@ -154,16 +151,19 @@ impl TrainData {
         let mut doc_ids = Vec::with_capacity(rows * t);
         let mut ref_loss = scored.then(|| Vec::with_capacity(rows * t));
         for i in 0..rows as u64 {
-            let (set, window) = self.window_at(cursor + i);
-            let loc = self.sets[set].locate(window)?;
-            let group = self.row_group((set, loc.shard, loc.row_group))?;
-            let span = loc.offset * t..(loc.offset + 1) * t;
+            let at = self.order.slot(cursor + i);
+            self.prefetch.move_to(&mut self.order, at.epoch, at.buffer);
+            let (group, waited) = self.prefetch.get(at.epoch, at.buffer, at.group);
+            self.waited += waited;
+            let group = group.map_err(|e| anyhow!(e))?;
+            let span = at.offset * t..(at.offset + 1) * t;
             tokens.extend_from_slice(&group.tokens[span.clone()]);
             doc_ids.extend_from_slice(&group.doc_ids[span.clone()]);
             if let (Some(out), Some(src)) = (ref_loss.as_mut(), group.ref_loss.as_ref()) {
                 out.extend_from_slice(&src[span]);
             }
         }
+        self.rows_used += (rows * t) as u64;
         Ok(Batch {
             rows,
             seq_len: t,

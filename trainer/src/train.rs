@@ -382,6 +382,7 @@ impl<'a> Run<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         let data_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let data_wait_ms = self.data.take_wait().as_secs_f64() * 1e3;
         let ratio = ratio_at(
             st.step,
             self.total_steps,
@@ -442,7 +443,7 @@ impl<'a> Run<'a> {
             "grad_norm": stats.grad_norm, "skipped": stats.skipped,
             "noise_dropped": stats.noise_dropped,
             "tokens_per_s": (windows_per_step as usize * self.data.seq_len()) as f64 / secs,
-            "data_ms": data_ms, "step_ms": secs * 1e3,
+            "data_ms": data_ms, "data_wait_ms": data_wait_ms, "step_ms": secs * 1e3,
             "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,
         }))
     }

@@ -163,6 +163,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         clm,
         slm,
         read: r,
+        amplification: data.amplification(),
         score: f,
         flops,
         score_flops,
@@ -221,6 +222,8 @@ struct Figures {
     clm: Spread,
     slm: Spread,
     read: f64,
+    /// Rows the reader decoded per row it handed out.
+    amplification: f64,
     score: f64,
     flops: f64,
     score_flops: f64,
@@ -238,6 +241,7 @@ impl Figures {
             "clm": kind(&self.clm),
             "slm": kind(&self.slm),
             "read_s": self.read,
+            "read_amplification": self.amplification,
             "score_s": self.score,
             "score_flops_per_step": self.score_flops,
             "gemm_gflops": self.gemm,
@@ -283,9 +287,10 @@ impl Figures {
             self.score_flops / f / 1e9
         );
         println!(
-            "reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step",
+            "reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step; rows decoded / rows used {:.2}",
             r * 1e3,
-            100.0 * r / s.median
+            100.0 * r / s.median,
+            self.amplification
         );
         println!(
             "achieved {:.1} GFLOP/s = {:.0}% of measured {} GEMM ({gemm:.1} GFLOP/s)",
