@@ -19,7 +19,9 @@ use shared::scores::manifest::{
     load_job, shard_file_name, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry,
     TokenizerInfo, DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
 };
-use shared::scores::shards::{write_shard, LossStats, ShardReader, FORMAT_VERSION};
+use shared::scores::shards::{
+    write_shard, LossDtype, LossStats, Rounding, ShardReader, FORMAT_VERSION,
+};
 use shared::text::corpus::{expand_inputs, Corpus};
 use shared::text::pack::{DocInfo, Pipeline, Window};
 use shared::text::tokenizer::Tokenizer;
@@ -43,6 +45,8 @@ pub struct Settings {
     pub device: Device,
     /// Compute dtype of the reference model's forward pass.
     pub dtype: candle_core::DType,
+    /// How ref_loss is stored.
+    pub loss_dtype: LossDtype,
 }
 
 /// Runs the job `s` describes (or this part of it).
@@ -133,6 +137,7 @@ impl<'a> Job<'a> {
             seq_len: s.seq_len,
             shard_windows: s.shard_windows,
             row_group_windows: s.row_group_windows,
+            loss_dtype: s.loss_dtype,
             text_field: s.text_field.clone(),
             tokenizer: TokenizerInfo {
                 fingerprint: tokenizer.fingerprint().to_string(),
@@ -300,8 +305,7 @@ impl<'a> Job<'a> {
             &path,
             job_id,
             shard,
-            s.seq_len,
-            s.row_group_windows,
+            &self.spec.shard_layout(),
             windows,
             losses.as_deref(),
         )?;
@@ -338,6 +342,7 @@ impl<'a> Job<'a> {
         let (num_shards, num_windows) = (self.num_shards(), p.num_windows);
         let mut shards = Vec::with_capacity(num_shards);
         let mut stats = LossStats::default();
+        let mut rounding: Option<Rounding> = None;
         for sh in 0..num_shards {
             let file = shard_file_name(sh);
             let path = s.out.join(&file);
@@ -350,6 +355,9 @@ impl<'a> Job<'a> {
                 );
             }
             stats.merge(&info.ref_loss);
+            if let Some(r) = &info.rounding {
+                rounding.get_or_insert_with(Rounding::default).merge(r);
+            }
             shards.push(ShardEntry::describe(&path, info)?);
         }
         let manifest = Manifest {
@@ -363,6 +371,7 @@ impl<'a> Job<'a> {
             dropped_tail_tokens: p.dropped_tail_tokens,
             shards,
             ref_loss: spec.scored.then(|| LossSummary::from(&stats)),
+            ref_loss_rounding: rounding,
             created_by: format!("scorer {}", env!("CARGO_PKG_VERSION")),
             derived_from: None,
         };

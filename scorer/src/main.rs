@@ -1,7 +1,7 @@
 //! `scorer`: tokenizes and packs a corpus, and scores every token with a
 //! frozen reference model, writing Parquet score shards (see README).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -70,6 +70,10 @@ enum Command {
         /// device supports it). The per-token loss is computed in f32.
         #[arg(long, default_value = "f32")]
         dtype: String,
+        /// How ref_loss is stored: f32 (exact) or f16 (half the bytes; the
+        /// largest rounding error is written to the manifest).
+        #[arg(long, default_value = "f32")]
+        loss_dtype: shared::scores::shards::LossDtype,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -286,8 +290,28 @@ impl CommonArgs {
             text_field: self.text_field.clone(),
             device,
             dtype: candle_core::DType::F32,
+            loss_dtype: Default::default(),
         })
     }
+}
+
+/// `--tokenizer`, or the model's own: a GGUF file carries its tokenizer, a
+/// directory has tokenizer.json.
+fn model_tokenizer(model: &Path, tokenizer: Option<PathBuf>) -> Result<PathBuf> {
+    let tokenizer = tokenizer.unwrap_or_else(|| {
+        if model.is_file() {
+            model.to_path_buf()
+        } else {
+            model.join(shared::model::checkpoint::TOKENIZER_FILE)
+        }
+    });
+    if !tokenizer.is_file() {
+        bail!(
+            "no tokenizer: {} does not exist (pass --tokenizer FILE)",
+            tokenizer.display()
+        );
+    }
+    Ok(tokenizer)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -311,25 +335,14 @@ fn run(cli: Cli) -> Result<()> {
             model,
             tokenizer,
             dtype,
+            loss_dtype,
             common,
         } => {
             shared::kernels::threads::set_threads(common.threads);
-            // A GGUF file carries its tokenizer; a directory has tokenizer.json.
-            let tokenizer = tokenizer.unwrap_or_else(|| {
-                if model.is_file() {
-                    model.clone()
-                } else {
-                    model.join(shared::model::checkpoint::TOKENIZER_FILE)
-                }
-            });
-            if !tokenizer.is_file() {
-                bail!(
-                    "no tokenizer: {} does not exist (pass --tokenizer FILE)",
-                    tokenizer.display()
-                );
-            }
+            let tokenizer = model_tokenizer(&model, tokenizer)?;
             let mut settings = common.settings(tokenizer, Some(model))?;
             settings.dtype = shared::util::device::parse_dtype(&dtype)?;
+            settings.loss_dtype = loss_dtype;
             job::run(&settings)
         }
         Command::Verify { dir } => inspect::verify::verify(&dir),

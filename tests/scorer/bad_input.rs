@@ -705,36 +705,3 @@ bad_input! {
         )
     };
 }
-
-/// Rewrites shard 0 of a set with one reference loss set to NaN: `window`'s
-/// loss at index `at` (the loss of position at + 1).
-fn nan_in_shard0(d: &Path, window: usize, at: usize) {
-    let shard = d.join("part-00000.parquet");
-    let r = shared::scores::shards::ShardReader::open(&shard).unwrap();
-    let info = r.info().clone();
-    let (mut windows, mut losses) = (Vec::new(), Vec::new());
-    for g in 0..r.num_row_groups() {
-        let w = r.read_row_group(g).unwrap();
-        let t = w.seq_len;
-        for (i, seq) in w.seq_ids.iter().enumerate() {
-            windows.push(shared::text::pack::Window {
-                seq_id: *seq,
-                tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
-                doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
-            });
-            losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
-        }
-    }
-    drop(r);
-    losses[window][at] = f32::NAN;
-    shared::scores::shards::write_shard(
-        &shard,
-        &info.job,
-        0,
-        info.seq_len,
-        info.row_group_windows,
-        &windows,
-        Some(&losses),
-    )
-    .unwrap();
-}

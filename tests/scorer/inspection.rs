@@ -92,7 +92,17 @@ fn duckdb_python() -> Option<String> {
 
 #[test]
 fn readme_duckdb_cookbook_answers_are_right() {
-    let dir = scratch("cookbook");
+    cookbook_case("cookbook", "f32");
+}
+
+/// The same queries, unchanged, on a set whose ref_loss column is FLOAT16.
+#[test]
+fn readme_duckdb_cookbook_answers_are_right_on_an_f16_set() {
+    cookbook_case("cookbook_f16", "f16");
+}
+
+fn cookbook_case(name: &str, loss_dtype: &str) {
+    let dir = scratch(name);
     let tok = tokenizer(&dir);
     let out = dir.join("set");
     let (a, b) = (
@@ -114,6 +124,8 @@ fn readme_duckdb_cookbook_answers_are_right() {
             s(&out),
             "--seq-len",
             "64",
+            "--loss-dtype",
+            loss_dtype,
         ],
     );
     // Values the queries must reproduce, computed here from the shards.

@@ -6,6 +6,7 @@ mod util;
 
 mod bad_input;
 mod derive;
+mod formats;
 mod inspection;
 mod resume;
 mod scoring;

@@ -66,34 +66,7 @@ fn make_inputs() -> Inputs {
         }
     }
     let shard = nan_set.join("part-00000.parquet");
-    let reader = shared::scores::shards::ShardReader::open(&shard).unwrap();
-    let info = reader.info().clone();
-    let mut windows = Vec::new();
-    let mut losses = Vec::new();
-    for g in 0..reader.num_row_groups() {
-        let w = reader.read_row_group(g).unwrap();
-        for (i, seq) in w.seq_ids.iter().enumerate() {
-            let t = w.seq_len;
-            windows.push(shared::text::pack::Window {
-                seq_id: *seq,
-                tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
-                doc_ids: vec![0; t],
-            });
-            losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
-        }
-    }
-    losses[3][9] = f32::NAN; // window 3, pos 10 -> row 3 * 64 + 10 = 202
-    drop(reader);
-    shared::scores::shards::write_shard(
-        &shard,
-        &info.job,
-        0,
-        info.seq_len,
-        info.row_group_windows,
-        &windows,
-        Some(&losses),
-    )
-    .unwrap();
+    nan_in_shard0(&nan_set, 3, 9); // window 3, pos 10 -> row 3 * 64 + 10 = 202
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(nan_set.join("manifest.json")).unwrap())
             .unwrap();

@@ -390,3 +390,40 @@ fn noise_filter_drops_the_reference_s_worst_spans_before_selection() {
         "{err}"
     );
 }
+
+/// A set written by format version 1 (tests/fixtures/scoreset-v1) trains:
+/// slm reads its f32 losses through the same reader as a current set's.
+#[test]
+fn slm_trains_on_a_version_1_set() {
+    let dir = scratch("train_v1_set");
+    let out = dir.join("run");
+    let set = fixture("scoreset-v1");
+    run_ok(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&set),
+            "--eval-data",
+            s(&set),
+            "--out",
+            s(&out),
+            "--objective",
+            "slm",
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--eval-every",
+            "0",
+        ],
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps = metrics.lines().filter(|l| l.contains("\"step\"")).count();
+    assert!(steps >= 3, "{metrics}");
+    assert!(out.join("final").join("model.safetensors").is_file());
+}

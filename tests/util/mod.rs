@@ -131,3 +131,34 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
     eprintln!("SKIPPED: no {} (run scripts/fetch-smollm2.sh)", p.display());
     None
 }
+
+/// Rewrites shard 0 of a set with one reference loss set to NaN: `window`'s
+/// loss at index `at` (the loss of position at + 1). The manifest is left as
+/// it was (its size and hash of the shard are now wrong).
+pub fn nan_in_shard0(set: &Path, window: usize, at: usize) {
+    use shared::scores::shards::{write_shard, ShardLayout, ShardReader};
+    let shard = set.join("part-00000.parquet");
+    let r = ShardReader::open(&shard).unwrap();
+    let info = r.info().clone();
+    let (mut windows, mut losses) = (Vec::new(), Vec::new());
+    for g in 0..r.num_row_groups() {
+        let w = r.read_row_group(g).unwrap();
+        let t = w.seq_len;
+        for (i, seq) in w.seq_ids.iter().enumerate() {
+            windows.push(shared::text::pack::Window {
+                seq_id: *seq,
+                tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
+                doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
+            });
+            losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
+        }
+    }
+    drop(r);
+    losses[window][at] = f32::NAN;
+    let layout = ShardLayout {
+        seq_len: info.seq_len,
+        row_group_windows: info.row_group_windows,
+        loss_dtype: info.loss_dtype,
+    };
+    write_shard(&shard, &info.job, 0, &layout, &windows, Some(&losses)).unwrap();
+}

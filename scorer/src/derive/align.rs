@@ -266,6 +266,7 @@ pub fn run(a: &AlignArgs) -> Result<()> {
         text_field: job.text_field.clone(),
         device: candle_core::Device::Cpu,
         dtype: candle_core::DType::F32,
+        loss_dtype: job.loss_dtype, // the aligned set stores ref_loss as the source does
     })
     .context("packing the corpus with the target tokenizer")?;
     let result = align_onto(&src, &ref_tok, &pack_dir, a);

@@ -13,7 +13,7 @@ use shared::scores::manifest::{
     MANIFEST_FILE, VOCAB_FILE,
 };
 use shared::scores::scoreset::ScoreSet;
-use shared::scores::shards::{write_shard, LossStats, Windows};
+use shared::scores::shards::{write_shard, LossStats, Rounding, Windows, FORMAT_VERSION};
 use shared::text::pack::Window;
 
 /// Writes `out` (which must not exist) as a copy of `src`'s windows with the
@@ -36,12 +36,14 @@ pub fn write_derived(
     let mut spec = src.manifest().job.clone();
     spec.scored = true;
     spec.reference_model = Some(reference);
+    spec.format_version = FORMAT_VERSION; // a version-1 source gives a current set
     let job_id = spec.fingerprint();
     let t = spec.seq_len;
     let mut manifest = None;
     shared::util::atomic::write_dir(out, |tmp| {
         let mut shards = Vec::new();
         let mut stats = LossStats::default();
+        let mut rounding: Option<Rounding> = None;
         for (s, reader) in src.shards().iter().enumerate() {
             let (mut windows, mut rows) = (Vec::new(), Vec::new());
             for g in 0..reader.num_row_groups() {
@@ -68,12 +70,14 @@ pub fn write_derived(
                 &path,
                 &job_id,
                 s,
-                t,
-                spec.row_group_windows,
+                &spec.shard_layout(),
                 &windows,
                 Some(&rows),
             )?;
             stats.merge(&info.ref_loss);
+            if let Some(r) = &info.rounding {
+                rounding.get_or_insert_with(Rounding::default).merge(r);
+            }
             shards.push(ShardEntry::describe(&path, &info)?);
         }
         for f in [
@@ -94,6 +98,7 @@ pub fn write_derived(
             dropped_tail_tokens: src.manifest().dropped_tail_tokens + cut,
             shards,
             ref_loss: Some(LossSummary::from(&stats)),
+            ref_loss_rounding: rounding,
             derived_from: Some(derived.clone()),
             created_by: format!("scorer {}", env!("CARGO_PKG_VERSION")),
             ..src.manifest().clone()

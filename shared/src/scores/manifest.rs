@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::scores::shards::{LossStats, ShardInfo, FORMAT_VERSION};
+use crate::scores::shards::{
+    check_version, LossDtype, LossStats, Rounding, ShardInfo, ShardLayout,
+};
 use crate::util::hash::{hash_bytes, hash_file};
 
 pub const JOB_FILE: &str = "job.json";
@@ -87,6 +89,9 @@ pub struct JobSpec {
     pub shard_windows: usize,
     /// Windows per Parquet row group.
     pub row_group_windows: usize,
+    /// The `ref_loss` column's type (`scorer score --loss-dtype`).
+    #[serde(default)]
+    pub loss_dtype: LossDtype,
     pub text_field: String,
     pub tokenizer: TokenizerInfo,
     pub reference_model: Option<ModelInfo>,
@@ -115,6 +120,7 @@ impl JobSpec {
         let mut d = Differences::default();
         d.field("format version", self.format_version, old.format_version);
         d.field("scored", self.scored, old.scored);
+        d.field("ref_loss dtype", self.loss_dtype, old.loss_dtype);
         self.compare_layout(old, &mut d);
         d.field("text field", &self.text_field, &old.text_field);
         d.field(
@@ -187,6 +193,15 @@ impl JobSpec {
             self.row_group_windows,
             other.row_group_windows,
         );
+    }
+
+    /// How this job's shards lay out their rows.
+    pub fn shard_layout(&self) -> ShardLayout {
+        ShardLayout {
+            seq_len: self.seq_len,
+            row_group_windows: self.row_group_windows,
+            loss_dtype: self.loss_dtype,
+        }
     }
 
     /// The inputs' content hashes, shortened, in order.
@@ -295,8 +310,13 @@ pub struct Manifest {
     /// Tokens after the last full window, not in the set.
     pub dropped_tail_tokens: u64,
     pub shards: Vec<ShardEntry>,
-    /// Statistics of the non-null `ref_loss` values; null for a pack-only set.
+    /// Statistics of the non-null `ref_loss` values as stored; null for a
+    /// pack-only set.
     pub ref_loss: Option<LossSummary>,
+    /// An f16 set: the largest difference between a stored value and the f32
+    /// loss the scorer computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_loss_rounding: Option<Rounding>,
     pub created_by: String,
     /// For a set made from other sets (`scorer combine`): the sources and
     /// how their losses were combined.
@@ -324,13 +344,7 @@ impl Manifest {
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
             return Err(Error::shard(&path, format!("not a {FORMAT_NAME} manifest")));
         }
-        let version = v.get("format_version").and_then(|f| f.as_u64());
-        if version != Some(FORMAT_VERSION as u64) {
-            return Err(Error::shard(
-                &path,
-                format!("unsupported format version {version:?}; this build reads version {FORMAT_VERSION}"),
-            ));
-        }
+        check_version(&path, v.get("format_version").and_then(|f| f.as_u64()))?;
         serde_json::from_value(v)
             .map_err(|e| Error::shard(&path, format!("malformed manifest: {e}")))
     }

@@ -4,38 +4,147 @@
 //!
 //! Columns (the public contract, queried from DuckDB):
 //! `seq_id` UInt64, `pos` UInt32, `doc_id` UInt64, `token_id` UInt32,
-//! `ref_loss` Float32, null where nothing is predicted (pos 0, and every row
-//! of a pack-only set). `ref_loss[t] = -ln p(token[t] | tokens[<t] of the window)`.
+//! `ref_loss` Float32 (or Float16 in a set scored with `--loss-dtype f16`),
+//! null where nothing is predicted (pos 0, and every row of a pack-only set).
+//! `ref_loss[t] = -ln p(token[t] | tokens[<t] of the window)`.
+//!
+//! Encodings (format version 2; version 1 used dictionary + PLAIN for all):
+//! the sorted integer columns DELTA_BINARY_PACKED, token_id PLAIN, an f32
+//! ref_loss BYTE_STREAM_SPLIT, an f16 one PLAIN (DuckDB refuses f16 with
+//! BYTE_STREAM_SPLIT); no dictionaries. `bench/reader` measures them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Float32Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef, UInt32Type, UInt64Type};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float16Array, Float32Array, RecordBatch, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{
+    DataType, Field, Float16Type, Float32Type, Schema, SchemaRef, UInt32Type, UInt64Type,
+};
+use half::f16;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::text::pack::Window;
 
-/// Version of the shard and manifest layout. Readers refuse any other.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the shard and manifest layout this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Versions this build reads: 1 (dictionary + PLAIN, f32 losses) and 2.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 pub const SHARD_META_KEY: &str = "rho1.shard";
 
-pub fn token_schema() -> SchemaRef {
+/// Refuses a format version this build cannot read (`what` names the file).
+pub fn check_version(what: &Path, version: Option<u64>) -> Result<()> {
+    match version {
+        Some(v) if READABLE_VERSIONS.iter().any(|&r| r as u64 == v) => Ok(()),
+        _ => Err(Error::shard(
+            what,
+            format!("unsupported format version {version:?}; this build reads versions {READABLE_VERSIONS:?}"),
+        )),
+    }
+}
+
+/// How `ref_loss` is stored. f32 keeps the scorer's value exactly; f16 halves
+/// the column (its largest rounding error is recorded in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl LossDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossDtype::F32 => "f32",
+            LossDtype::F16 => "f16",
+        }
+    }
+
+    fn arrow(self) -> DataType {
+        match self {
+            LossDtype::F32 => DataType::Float32,
+            LossDtype::F16 => DataType::Float16,
+        }
+    }
+
+    /// The value a reader gets back for `x`.
+    pub fn round(self, x: f32) -> f32 {
+        match self {
+            LossDtype::F32 => x,
+            LossDtype::F16 => f16::from_f32(x).to_f32(),
+        }
+    }
+}
+
+impl std::str::FromStr for LossDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(LossDtype::F32),
+            "f16" => Ok(LossDtype::F16),
+            _ => Err(Error::Invalid(format!(
+                "unknown ref_loss dtype {s:?}: use f32 or f16"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for LossDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub fn token_schema(loss: LossDtype) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("seq_id", DataType::UInt64, false),
         Field::new("pos", DataType::UInt32, false),
         Field::new("doc_id", DataType::UInt64, false),
         Field::new("token_id", DataType::UInt32, false),
-        Field::new("ref_loss", DataType::Float32, true),
+        Field::new("ref_loss", loss.arrow(), true),
     ]))
+}
+
+/// How a shard's rows are laid out: window length, windows per row group,
+/// the ref_loss type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLayout {
+    pub seq_len: usize,
+    pub row_group_windows: usize,
+    pub loss_dtype: LossDtype,
+}
+
+/// The largest error that storing losses as f16 made, against the f32 values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rounding {
+    pub max_abs_error: f64,
+    pub max_rel_error: f64,
+}
+
+impl Rounding {
+    fn add(&mut self, exact: f32, stored: f32) {
+        let e = (stored as f64 - exact as f64).abs();
+        self.max_abs_error = self.max_abs_error.max(e);
+        if exact != 0.0 {
+            self.max_rel_error = self.max_rel_error.max(e / (exact as f64).abs());
+        }
+    }
+
+    pub fn merge(&mut self, o: &Rounding) {
+        self.max_abs_error = self.max_abs_error.max(o.max_abs_error);
+        self.max_rel_error = self.max_rel_error.max(o.max_rel_error);
+    }
 }
 
 /// Running statistics of reference losses.
@@ -119,7 +228,14 @@ pub struct ShardInfo {
     pub rows: u64,
     pub row_group_windows: usize,
     pub scored: bool,
+    /// Statistics of the values as stored (after f16 rounding).
     pub ref_loss: LossStats,
+    /// The `ref_loss` column's type (version 1: always f32).
+    #[serde(default)]
+    pub loss_dtype: LossDtype,
+    /// f16 only: the largest rounding error in this shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounding: Option<Rounding>,
 }
 
 /// Writes one shard file atomically. `losses[w]` holds the `seq_len - 1`
@@ -128,16 +244,20 @@ pub fn write_shard(
     path: &Path,
     job: &str,
     shard: usize,
-    seq_len: usize,
-    row_group_windows: usize,
+    layout: &ShardLayout,
     windows: &[Window],
     losses: Option<&[Vec<f32>]>,
 ) -> Result<ShardInfo> {
+    let (seq_len, row_group_windows) = (layout.seq_len, layout.row_group_windows);
+    let dtype = layout.loss_dtype;
     let mut stats = LossStats::default();
+    let mut rounding = Rounding::default();
     if let Some(l) = losses {
         for w in l {
             for &x in w {
-                stats.add(x);
+                let stored = dtype.round(x);
+                stats.add(stored);
+                rounding.add(x, stored);
             }
         }
     }
@@ -152,16 +272,12 @@ pub fn write_shard(
         row_group_windows,
         scored: losses.is_some(),
         ref_loss: stats,
+        loss_dtype: dtype,
+        rounding: (dtype == LossDtype::F16 && losses.is_some()).then_some(rounding),
     };
     let meta = serde_json::to_string(&info).map_err(|e| Error::Invalid(e.to_string()))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?,
-        ))
-        .set_max_row_group_row_count(None)
-        .set_key_value_metadata(Some(vec![KeyValue::new(SHARD_META_KEY.to_string(), meta)]))
-        .build();
-    let schema = token_schema();
+    let props = writer_properties(dtype, meta)?;
+    let schema = token_schema(dtype);
     crate::util::atomic::write_with(path, |file| {
         let perr =
             |e: parquet::errors::ParquetError| Error::shard(path, format!("write failed: {e}"));
@@ -177,6 +293,29 @@ pub fn write_shard(
         Ok(())
     })?;
     Ok(info)
+}
+
+/// zstd 3, one row group per `flush`, and the per-column encodings of the
+/// module header.
+fn writer_properties(dtype: LossDtype, meta: String) -> Result<WriterProperties> {
+    let col = |name: &str| ColumnPath::from(name);
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| Error::Invalid(e.to_string()))?,
+        ))
+        .set_max_row_group_row_count(None)
+        .set_dictionary_enabled(false)
+        .set_key_value_metadata(Some(vec![KeyValue::new(SHARD_META_KEY.to_string(), meta)]));
+    for name in ["seq_id", "pos", "doc_id"] {
+        b = b.set_column_encoding(col(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    b = b.set_column_encoding(col("token_id"), Encoding::PLAIN);
+    let loss_encoding = match dtype {
+        LossDtype::F32 => Encoding::BYTE_STREAM_SPLIT,
+        LossDtype::F16 => Encoding::PLAIN,
+    };
+    Ok(b.set_column_encoding(col("ref_loss"), loss_encoding)
+        .build())
 }
 
 fn window_batch(
@@ -203,6 +342,12 @@ fn window_batch(
             });
         }
     }
+    let loss: ArrayRef = match schema.field(4).data_type() {
+        DataType::Float16 => Arc::new(Float16Array::from_iter(
+            loss.into_iter().map(|x| x.map(f16::from_f32)),
+        )),
+        _ => Arc::new(Float32Array::from(loss)),
+    };
     RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -210,7 +355,7 @@ fn window_batch(
             Arc::new(UInt32Array::from(pos)),
             Arc::new(UInt64Array::from(doc)),
             Arc::new(UInt32Array::from(tok)),
-            Arc::new(Float32Array::from(loss)),
+            loss,
         ],
     )
     .map_err(|e| Error::Invalid(format!("building a record batch: {e}")))
@@ -277,17 +422,20 @@ impl ShardReader {
         })?;
         crate::util::parquet::check_chunk_ranges(meta.metadata(), bytes.len() as u64)
             .map_err(|e| Error::shard(path, format!("corrupt footer: {e}")))?;
-        let expected = token_schema();
-        if meta.schema().fields() != expected.fields() {
-            return Err(Error::shard(
-                path,
-                format!(
-                    "wrong schema: found {:?}, expected {:?}",
-                    field_list(meta.schema()),
-                    field_list(&expected)
-                ),
-            ));
-        }
+        // The schema first: a file that is not a token shard says so.
+        let dtype = [LossDtype::F32, LossDtype::F16]
+            .into_iter()
+            .find(|&d| meta.schema().fields() == token_schema(d).fields())
+            .ok_or_else(|| {
+                Error::shard(
+                    path,
+                    format!(
+                        "wrong schema: found {:?}, expected {:?} (ref_loss Float32 or Float16)",
+                        field_list(meta.schema()),
+                        field_list(&token_schema(LossDtype::F32))
+                    ),
+                )
+            })?;
         let kv = meta
             .metadata()
             .file_metadata()
@@ -302,17 +450,18 @@ impl ShardReader {
             })?;
         let version: serde_json::Value = serde_json::from_str(&kv)
             .map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
-        let v = version.get("format_version").and_then(|v| v.as_u64());
-        if v != Some(FORMAT_VERSION as u64) {
+        check_version(path, version.get("format_version").and_then(|v| v.as_u64()))?;
+        let info: ShardInfo = serde_json::from_value(version)
+            .map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
+        if info.loss_dtype != dtype || (info.format_version == 1 && dtype != LossDtype::F32) {
             return Err(Error::shard(
                 path,
                 format!(
-                    "unsupported format version {v:?}; this build reads version {FORMAT_VERSION}"
+                    "ref_loss is stored as {dtype}, but the metadata (format version {}) says {}",
+                    info.format_version, info.loss_dtype
                 ),
             ));
         }
-        let info: ShardInfo = serde_json::from_value(version)
-            .map_err(|e| Error::shard(path, format!("bad {SHARD_META_KEY} metadata: {e}")))?;
         let rows = meta.metadata().file_metadata().num_rows();
         if info.seq_len == 0
             || rows as u64 != info.rows
@@ -396,7 +545,7 @@ impl ShardReader {
             let pos = batch.column(1).as_primitive::<UInt32Type>();
             let doc = batch.column(2).as_primitive::<UInt64Type>();
             let tok = batch.column(3).as_primitive::<UInt32Type>();
-            let loss = batch.column(4).as_primitive::<Float32Type>();
+            let loss = LossColumn::of(batch.column(4).as_ref());
             for i in 0..batch.num_rows() {
                 let p = pos.value(i) as usize;
                 if p != (row - first_row) % seq_len {
@@ -412,14 +561,13 @@ impl ShardReader {
                 if let Some(ref_loss) = out.ref_loss.as_mut() {
                     if p == 0 {
                         ref_loss.push(f32::NAN);
-                    } else if loss.is_null(i) {
-                        return Err(err(row, "ref_loss is null in a scored shard".into()));
-                    } else {
-                        let x = loss.value(i);
+                    } else if let Some(x) = loss.get(i) {
                         if !x.is_finite() {
                             return Err(err(row, format!("ref_loss is {x}")));
                         }
                         ref_loss.push(x);
+                    } else {
+                        return Err(err(row, "ref_loss is null in a scored shard".into()));
                     }
                 }
                 row += 1;
@@ -432,6 +580,29 @@ impl ShardReader {
             ));
         }
         Ok(out)
+    }
+}
+
+/// The `ref_loss` column of a decoded batch, either type, read as f32.
+enum LossColumn<'a> {
+    F32(&'a arrow::array::PrimitiveArray<Float32Type>),
+    F16(&'a arrow::array::PrimitiveArray<Float16Type>),
+}
+
+impl<'a> LossColumn<'a> {
+    /// The schema was checked on open: the column is one of the two types.
+    fn of(a: &'a dyn Array) -> Self {
+        match a.data_type() {
+            DataType::Float16 => LossColumn::F16(a.as_primitive()),
+            _ => LossColumn::F32(a.as_primitive()),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<f32> {
+        match self {
+            LossColumn::F32(a) => a.is_valid(i).then(|| a.value(i)),
+            LossColumn::F16(a) => a.is_valid(i).then(|| a.value(i).to_f32()),
+        }
     }
 }
 
