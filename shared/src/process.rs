@@ -31,3 +31,14 @@ pub fn main<E: Display>(command: impl FnOnce() -> Result<(), E>) -> ExitCode {
         }
     }
 }
+
+/// This process's peak resident memory in MB (`VmHWM` of /proc/self/status;
+/// NaN where there is no such file).
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

@@ -16,8 +16,8 @@ use shared::util::progress::Progress;
 use crate::order::{EpochOrder, Group};
 use crate::prefetch::Prefetcher;
 
-/// Row groups whose windows are shuffled together (16,384-token row groups:
-/// 64 windows of 256 each, 512 windows per buffer).
+/// Row groups whose windows are shuffled together (the scorer's default
+/// 65,536-token row groups: 256 windows of 256 each, 2,048 windows per buffer).
 pub const BUFFER_ROW_GROUPS: usize = 8;
 
 /// `rows` windows of `seq_len` tokens.
@@ -42,8 +42,14 @@ pub struct TrainData {
 }
 
 impl TrainData {
-    /// Opens the sets and checks that they agree (seq_len, tokenizer).
+    /// Opens the sets and checks that they agree (seq_len, tokenizer); one
+    /// thread decodes ahead.
     pub fn open(dirs: &[PathBuf], seed: u64) -> Result<Self> {
+        Self::open_with(dirs, seed, 1)
+    }
+
+    /// [`Self::open`] with `read_threads` decoding threads.
+    pub fn open_with(dirs: &[PathBuf], seed: u64, read_threads: usize) -> Result<Self> {
         if dirs.is_empty() {
             bail!("no training data: give --data DIR (a score set written by `scorer pack` or `scorer score`)");
         }
@@ -73,7 +79,7 @@ impl TrainData {
         }
         let sets = Arc::new(sets);
         Ok(TrainData {
-            prefetch: Prefetcher::start(sets.clone(), groups.clone()),
+            prefetch: Prefetcher::start(sets.clone(), groups.clone(), read_threads),
             order: EpochOrder::new(groups, BUFFER_ROW_GROUPS, seed),
             sets,
             waited: Duration::ZERO,
@@ -178,4 +184,50 @@ impl TrainData {
 pub fn tokenizer_of(set: &ScoreSet) -> Option<PathBuf> {
     let p = set.dir().join(shared::model::checkpoint::TOKENIZER_FILE);
     p.is_file().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/scoreset-v1")
+    }
+
+    #[test]
+    fn an_epoch_hands_out_every_window_once_and_a_fresh_reader_resumes_it() {
+        let all = ScoreSet::open(&fixture()).unwrap().read_all().unwrap();
+        let (t, n) = (all.seq_len, all.len() as u64);
+        let mut data = TrainData::open(&[fixture()], 5).unwrap();
+        let mut got = Vec::new();
+        for c in (0..n).step_by(7) {
+            let b = data.batch(c, 7.min(n - c) as usize).unwrap();
+            got.extend(b.tokens.chunks(t).map(<[u32]>::to_vec));
+        }
+        let mut want: Vec<Vec<u32>> = all.tokens.chunks(t).map(<[u32]>::to_vec).collect();
+        assert_ne!(got, want, "not shuffled");
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "an epoch is not every window once");
+        assert!((data.amplification() - 1.0).abs() < 0.5);
+        // A reader opened at a cursor inside epoch 1 (a resumed run) reads
+        // what the one that went through epoch 0 reads there.
+        let mut fresh = TrainData::open(&[fixture()], 5).unwrap();
+        let (a, b) = (
+            data.batch(n + 100, 9).unwrap(),
+            fresh.batch(n + 100, 9).unwrap(),
+        );
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(a.doc_ids, b.doc_ids);
+        let bits = |x: &Batch| {
+            x.ref_loss
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&a), bits(&b));
+    }
 }

@@ -24,7 +24,7 @@ mod train; // `trainer train`: setup, the loop, finishing
            // Tools around the core.
 mod tools;
 
-use tools::{bench, demo, report, selection};
+use tools::{bench, demo, read_bench, report, selection};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +49,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Step times of CLM and SLM interleaved, SLM/CLM ratio, data-read share, GFLOP/s.
     Bench(bench::BenchArgs),
+    /// One epoch of a score set through the training reader: tokens/s, wait, amplification, RSS.
+    ReadBench(read_bench::ReadBenchArgs),
     /// Held-out loss and perplexity of checkpoints on a score set.
     Eval {
         /// Hugging Face checkpoint directories.
@@ -140,6 +142,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Selection(a) => selection::run(&a),
         Command::Report(a) => report::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::ReadBench(a) => read_bench::run(&a),
         Command::Eval {
             model,
             data,

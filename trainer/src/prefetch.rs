@@ -1,4 +1,4 @@
-//! A background thread that decodes row groups ahead of the step: the
+//! Background threads that decode row groups ahead of the step: the
 //! buffer the reader is in and the next one (in [`EpochOrder`]'s order), and
 //! nothing else, so memory is two buffers whatever the set's size. The
 //! reader says where it is; a row group not decoded yet is waited for, and
@@ -24,6 +24,8 @@ struct State {
     /// The row groups wanted now, in decode order: `at`'s buffer, then the next.
     wanted: Vec<Key>,
     ready: HashMap<Key, Result<Arc<Windows>, String>>,
+    /// Being decoded by a worker now.
+    busy: Vec<Key>,
     stop: bool,
     rows_decoded: u64,
 }
@@ -41,24 +43,27 @@ impl Shared {
 
 pub struct Prefetcher {
     shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Prefetcher {
-    pub fn start(sets: Arc<Vec<ScoreSet>>, groups: Vec<Group>) -> Self {
+    /// `threads` decoding threads (at least one).
+    pub fn start(sets: Arc<Vec<ScoreSet>>, groups: Vec<Group>, threads: usize) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
-        let s = shared.clone();
-        let worker = std::thread::Builder::new()
-            .name("prefetch".into())
-            .spawn(move || decode_loop(&s, &sets, &groups))
-            .expect("spawning the prefetch thread");
-        Prefetcher {
-            shared,
-            worker: Some(worker),
-        }
+        let groups = Arc::new(groups);
+        let workers = (0..threads.max(1))
+            .map(|i| {
+                let (s, sets, groups) = (shared.clone(), sets.clone(), groups.clone());
+                std::thread::Builder::new()
+                    .name(format!("prefetch-{i}"))
+                    .spawn(move || decode_loop(&s, &sets, &groups))
+                    .expect("spawning a prefetch thread")
+            })
+            .collect();
+        Prefetcher { shared, workers }
     }
 
     /// The reader is in buffer `buffer` of `epoch`: keep that buffer and the
@@ -122,7 +127,7 @@ impl Drop for Prefetcher {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.changed.notify_all();
-        if let Some(w) = self.worker.take() {
+        for w in self.workers.drain(..) {
             let _ = w.join();
         }
     }
@@ -134,17 +139,25 @@ fn decode_loop(shared: &Shared, sets: &[ScoreSet], groups: &[Group]) {
         if st.stop {
             return;
         }
-        let Some(&key) = st.wanted.iter().find(|k| !st.ready.contains_key(k)) else {
+        let next = st
+            .wanted
+            .iter()
+            .find(|k| !st.ready.contains_key(k) && !st.busy.contains(k));
+        let Some(&key) = next else {
             st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         };
+        st.busy.push(key);
         drop(st);
         let g = groups[key.2];
         let decoded = sets[g.set]
             .read_row_group(g.shard, g.row_group)
             .map(Arc::new)
             .map_err(|e| e.to_string());
+        // Decoded once per epoch: its mapped pages need not stay resident.
+        sets[g.set].shards()[g.shard].release_row_group(g.row_group);
         st = shared.lock();
+        st.busy.retain(|k| *k != key);
         if let Ok(w) = &decoded {
             st.rows_decoded += w.tokens.len() as u64;
         }

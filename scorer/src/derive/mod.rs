@@ -4,6 +4,7 @@
 
 pub mod align; // `scorer align`: a reference's losses onto another tokenizer's windows
 pub mod combine; // `scorer combine`: min / mean / max of several references
+pub mod synth; // `scorer synth`: a set of any size for benchmarks
 
 use std::path::Path;
 

@@ -389,6 +389,7 @@ impl Windows {
 pub struct ShardReader {
     path: PathBuf,
     bytes: bytes::Bytes,
+    map: Arc<memmap2::Mmap>,
     meta: ArrowReaderMetadata,
     info: ShardInfo,
 }
@@ -400,7 +401,7 @@ pub struct ShardReader {
 /// shards are immutable by contract: they are written under a temporary name
 /// and renamed, never modified in place; a replaced shard keeps the old inode
 /// alive for this map.
-fn map_file(path: &Path) -> Result<bytes::Bytes> {
+fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 {
@@ -408,12 +409,22 @@ fn map_file(path: &Path) -> Result<bytes::Bytes> {
     }
     // SAFETY: see the function's documentation.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    Ok(bytes::Bytes::from_owner(map))
+    Ok(Arc::new(map))
+}
+
+/// The map as the bytes the Parquet reader takes.
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl ShardReader {
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = map_file(path)?;
+        let map = map_file(path)?;
+        let bytes = bytes::Bytes::from_owner(SharedMap(map.clone()));
         let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| {
             Error::shard(
                 path,
@@ -492,6 +503,7 @@ impl ShardReader {
         Ok(ShardReader {
             path: path.to_path_buf(),
             bytes,
+            map,
             meta,
             info,
         })
@@ -507,6 +519,42 @@ impl ShardReader {
 
     pub fn num_row_groups(&self) -> usize {
         self.meta.metadata().num_row_groups()
+    }
+
+    /// Lets the kernel drop the mapped pages of row group `g` from this
+    /// process (they stay in the page cache; a later read maps them again).
+    /// Reading a set once then costs memory for the row groups being read,
+    /// not for every page of the set touched so far.
+    pub fn release_row_group(&self, g: usize) {
+        let Some(rg) = self.meta.metadata().row_groups().get(g) else {
+            return;
+        };
+        let (mut start, mut end) = (u64::MAX, 0u64);
+        for col in rg.columns() {
+            let s = col
+                .dictionary_page_offset()
+                .unwrap_or(col.data_page_offset())
+                .max(0) as u64;
+            start = start.min(s);
+            end = end.max(s + col.compressed_size().max(0) as u64);
+        }
+        let page = 4096u64;
+        // Inward to whole pages: a neighbouring row group's pages stay.
+        let (start, end) = (
+            start.div_ceil(page) * page,
+            (end / page * page).min(self.map.len() as u64),
+        );
+        if start < end {
+            // SAFETY: a read-only file mapping: dropped pages are read back
+            // from the (immutable, see `map_file`) file on the next access.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start as usize,
+                    (end - start) as usize,
+                )
+            };
+        }
     }
 
     /// Decodes row group `g` and checks it: positions in order, whole
@@ -527,12 +575,13 @@ impl ShardReader {
         .build()
         .map_err(|e| Error::shard(&self.path, format!("row group {g}: {e}")))?;
         let seq_len = self.info.seq_len;
+        let rows = self.meta.metadata().row_group(g).num_rows().max(0) as usize;
         let mut out = Windows {
             seq_len,
-            seq_ids: Vec::new(),
-            tokens: Vec::new(),
-            doc_ids: Vec::new(),
-            ref_loss: self.info.scored.then(Vec::new),
+            seq_ids: Vec::with_capacity(rows / seq_len),
+            tokens: Vec::with_capacity(rows),
+            doc_ids: Vec::with_capacity(rows),
+            ref_loss: self.info.scored.then(|| Vec::with_capacity(rows)),
         };
         let mut row = first_row;
         let mut reader = reader;
@@ -546,32 +595,16 @@ impl ShardReader {
             let doc = batch.column(2).as_primitive::<UInt64Type>();
             let tok = batch.column(3).as_primitive::<UInt32Type>();
             let loss = LossColumn::of(batch.column(4).as_ref());
-            for i in 0..batch.num_rows() {
-                let p = pos.value(i) as usize;
-                if p != (row - first_row) % seq_len {
-                    return Err(err(row, format!("pos {p} out of order")));
-                }
-                if p == 0 {
-                    out.seq_ids.push(seq.value(i));
-                } else if Some(&seq.value(i)) != out.seq_ids.last() {
-                    return Err(err(row, "a window is split".into()));
-                }
-                out.tokens.push(tok.value(i));
-                out.doc_ids.push(doc.value(i));
-                if let Some(ref_loss) = out.ref_loss.as_mut() {
-                    if p == 0 {
-                        ref_loss.push(f32::NAN);
-                    } else if let Some(x) = loss.get(i) {
-                        if !x.is_finite() {
-                            return Err(err(row, format!("ref_loss is {x}")));
-                        }
-                        ref_loss.push(x);
-                    } else {
-                        return Err(err(row, "ref_loss is null in a scored shard".into()));
-                    }
-                }
-                row += 1;
+            let base = row - first_row; // rows of this group before the batch
+            check_windows(pos.values(), seq.values(), base, seq_len, &mut out.seq_ids)
+                .map_err(|(i, why)| err(row + i, why))?;
+            out.tokens.extend_from_slice(tok.values());
+            out.doc_ids.extend_from_slice(doc.values());
+            if let Some(ref_loss) = out.ref_loss.as_mut() {
+                loss.append_checked(base, seq_len, ref_loss)
+                    .map_err(|(i, why)| err(row + i, why))?;
             }
+            row += batch.num_rows();
         }
         if !out.tokens.len().is_multiple_of(seq_len) {
             return Err(Error::shard(
@@ -598,12 +631,70 @@ impl<'a> LossColumn<'a> {
         }
     }
 
-    fn get(&self, i: usize) -> Option<f32> {
-        match self {
-            LossColumn::F32(a) => a.is_valid(i).then(|| a.value(i)),
-            LossColumn::F16(a) => a.is_valid(i).then(|| a.value(i).to_f32()),
+    /// Appends the column as f32 with NaN at position 0 (`base`: the row
+    /// within the group of the column's first value), refusing a null or
+    /// non-finite loss where a prediction exists: (index, reason).
+    fn append_checked(
+        &self,
+        base: usize,
+        seq_len: usize,
+        out: &mut Vec<f32>,
+    ) -> std::result::Result<(), (usize, String)> {
+        let start = out.len();
+        let nulls = match self {
+            LossColumn::F32(a) => {
+                out.extend_from_slice(a.values());
+                a.nulls()
+            }
+            LossColumn::F16(a) => {
+                out.extend(a.values().iter().map(|x| x.to_f32()));
+                a.nulls()
+            }
+        };
+        let mut p = base % seq_len;
+        for (i, x) in out[start..].iter_mut().enumerate() {
+            if p == 0 {
+                *x = f32::NAN;
+            } else if nulls.is_some_and(|n| n.is_null(i)) {
+                return Err((i, "ref_loss is null in a scored shard".into()));
+            } else if !x.is_finite() {
+                return Err((i, format!("ref_loss is {x}")));
+            }
+            p += 1;
+            if p == seq_len {
+                p = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Positions run 0..seq_len in every window (`base`: the row within the
+/// group of the first value) and a window has one seq_id; pushes each
+/// window's seq_id. Errors: (index, reason).
+fn check_windows(
+    pos: &[u32],
+    seq: &[u64],
+    base: usize,
+    seq_len: usize,
+    seq_ids: &mut Vec<u64>,
+) -> std::result::Result<(), (usize, String)> {
+    let mut p = base % seq_len;
+    for (i, (&at, &id)) in pos.iter().zip(seq).enumerate() {
+        if at as usize != p {
+            return Err((i, format!("pos {at} out of order")));
+        }
+        if p == 0 {
+            seq_ids.push(id);
+        } else if Some(&id) != seq_ids.last() {
+            return Err((i, "a window is split".into()));
+        }
+        p += 1;
+        if p == seq_len {
+            p = 0;
         }
     }
+    Ok(())
 }
 
 fn field_list(schema: &Schema) -> Vec<String> {
