@@ -14,7 +14,9 @@ pub fn train_tokenizer(
     out: &Path,
     text_field: &str,
 ) -> Result<()> {
-    let files = expand_inputs(corpus)?;
+    let inputs = expand_inputs(corpus)?;
+    shared::say!("{}", inputs.describe());
+    let files = inputs.files;
     let failure = Mutex::new(None);
     let texts = Corpus::new(files, text_field).map_while(|doc| match doc {
         Ok(d) => Some(d.text),
@@ -30,7 +32,15 @@ pub fn train_tokenizer(
         return Err(e.into());
     }
     let tok = Tokenizer::load(out, None)?;
-    eprintln!(
+    if tok.vocab_size() < vocab_size {
+        // A small corpus has fewer pairs seen twice than merges asked for:
+        // the tokenizer is usable, only smaller, so this is said, not refused.
+        shared::say!(
+            "note: --vocab-size {vocab_size} asked, but this corpus yields {} ids: it has no more pairs seen at least twice to merge",
+            tok.vocab_size()
+        );
+    }
+    shared::say!(
         "wrote {} ({} ids, end-of-text {:?} = {}) in {:.1}s",
         out.display(),
         tok.vocab_size(),

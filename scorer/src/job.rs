@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 
 use shared::model::checkpoint::Checkpoint;
 use shared::model::Llama;
+use shared::scores::compat;
 use shared::scores::manifest::{
     load_job, shard_file_name, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry,
     TokenizerInfo, DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
@@ -52,6 +53,10 @@ pub struct Settings {
 /// Runs the job `s` describes (or this part of it).
 pub fn run(s: &Settings) -> Result<()> {
     let started = Instant::now();
+    // Our own directory (a rerun, another part of the job) or a new one.
+    let ours = [JOB_FILE, MANIFEST_FILE, ".lock-part-", ".job.json.tmp-"];
+    shared::util::outdir::check_ours(&s.out, &ours, "a score set")?;
+    shared::util::outdir::check_outside(&s.out, &s.corpus, "corpus")?;
     let job = Job::plan(s)?; // inputs, tokenizer, model, pass 1 over the corpus
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
     let _lock = PartLock::acquire(&s.out, s.part, s.parts)?;
@@ -66,7 +71,7 @@ pub fn run(s: &Settings) -> Result<()> {
         .filter(|&sh| !s.out.join(shard_file_name(sh)).exists())
         .count();
     if missing > 0 {
-        eprintln!(
+        shared::say!(
             "part {}/{} done in {:.1}s; {missing} shard(s) of other parts still missing: the last part to finish writes {MANIFEST_FILE}",
             s.part,
             s.parts,
@@ -75,7 +80,7 @@ pub fn run(s: &Settings) -> Result<()> {
         return Ok(());
     }
     let manifest = job.finalize()?;
-    eprintln!(
+    shared::say!(
         "wrote {} ({} windows, {} tokens, {} shard(s)) in {:.1}s",
         s.out.display(),
         manifest.num_windows,
@@ -84,9 +89,13 @@ pub fn run(s: &Settings) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if let Some(r) = &manifest.ref_loss {
-        eprintln!(
+        shared::say!(
             "ref_loss: mean {:.4}, std {:.4}, min {:.4}, max {:.4} over {} tokens",
-            r.mean, r.std, r.min, r.max, r.count
+            r.mean,
+            r.std,
+            r.min,
+            r.max,
+            r.count
         );
     }
     Ok(())
@@ -117,7 +126,9 @@ impl<'a> Job<'a> {
     /// whole corpus once to learn the window count: cheap next to scoring,
     /// it makes the ETA exact, and a bad record fails here.
     fn plan(s: &'a Settings) -> Result<Self> {
-        let files = expand_inputs(&s.corpus)?;
+        let inputs = expand_inputs(&s.corpus)?;
+        shared::say!("{}", inputs.describe());
+        let files = inputs.files;
         let tokenizer = Tokenizer::load(&s.tokenizer, s.eos_token.as_deref())?;
         let (model, model_info) = match &s.model {
             Some(dir) => {
@@ -126,7 +137,7 @@ impl<'a> Job<'a> {
             }
             None => (None, None),
         };
-        eprintln!("hashing {} input file(s)", files.len());
+        shared::say!("hashing {} input file(s)", files.len());
         let inputs = files
             .iter()
             .map(|f| InputFile::describe(f))
@@ -139,12 +150,7 @@ impl<'a> Job<'a> {
             row_group_windows: s.row_group_windows,
             loss_dtype: s.loss_dtype,
             text_field: s.text_field.clone(),
-            tokenizer: TokenizerInfo {
-                fingerprint: tokenizer.fingerprint().to_string(),
-                vocab_size: tokenizer.vocab_size(),
-                eos_token: tokenizer.eos_token().to_string(),
-                eos_token_id: tokenizer.eos_id(),
-            },
+            tokenizer: TokenizerInfo::of(&tokenizer),
             reference_model: model_info,
             inputs,
         };
@@ -221,7 +227,7 @@ impl<'a> Job<'a> {
                 );
             }
         }
-        eprintln!(
+        shared::say!(
             "{} windows, {} shard(s); part {}/{}: {} shard(s), {} done, {} to {}",
             self.packed.num_windows,
             self.num_shards(),
@@ -276,7 +282,7 @@ impl<'a> Job<'a> {
         }
         progress.finish();
         let secs = pass.elapsed().as_secs_f64();
-        eprintln!(
+        shared::say!(
             "{label} pass: {tokens} tokens in {secs:.3}s ({:.0} tok/s, tokenizing and writing included)",
             tokens as f64 / secs
         );
@@ -401,6 +407,23 @@ fn load_reference(
     ckpt.config
         .check_window(s.seq_len - 1)
         .with_context(|| format!("--model {}", dir.display()))?;
+    // Reference losses past the trained positions measure nothing the model
+    // knows, and a score set is reused by every run: refused, not warned.
+    if let Some(why) = compat::window_beyond_positions(&ckpt.config, dir, s.seq_len) {
+        bail!(
+            "{why}: choose --seq-len <= {}",
+            ckpt.config.max_position_embeddings + 1
+        );
+    }
+    let info = TokenizerInfo::of(tokenizer);
+    let given = compat::DataTokenizer {
+        label: format!("--tokenizer {}", s.tokenizer.display()),
+        info: &info,
+        tokenizer: Some(tokenizer),
+    };
+    if let compat::TokenizerCheck::SameVocabulary(note) = compat::check_tokenizer(dir, &given)? {
+        shared::say!("{note}");
+    }
     let info = ModelInfo {
         fingerprint: Checkpoint::fingerprint(dir)?,
         path: dir.display().to_string(),
@@ -415,7 +438,7 @@ fn load_reference(
 /// Pass 1: tokenizes and packs the whole corpus, keeping only the counts and
 /// the document table.
 fn count_windows(s: &Settings, files: &[PathBuf], tokenizer: &Tokenizer) -> Result<Packed> {
-    eprintln!(
+    shared::say!(
         "tokenizing {} file(s) with seq_len {}",
         files.len(),
         s.seq_len
@@ -426,10 +449,13 @@ fn count_windows(s: &Settings, files: &[PathBuf], tokenizer: &Tokenizer) -> Resu
         s.seq_len,
     );
     let mut num_windows = 0u64;
+    let mut progress = Progress::counter("tokenizing", "windows");
     for w in count.by_ref() {
         w?;
         num_windows += 1;
+        progress.inc(1);
     }
+    progress.finish();
     if num_windows == 0 {
         let names: Vec<String> = files
             .iter()
@@ -444,6 +470,14 @@ fn count_windows(s: &Settings, files: &[PathBuf], tokenizer: &Tokenizer) -> Resu
             count.dropped_tail()
         );
     }
+    shared::say!(
+        "packed {} document(s) into {num_windows} windows of {} tokens; skipped {} empty and {} untokenizable document(s); dropped the last {} token(s), short of a window",
+        count.docs.len(),
+        s.seq_len,
+        count.corpus().skipped_empty(),
+        count.skipped_untokenized,
+        count.dropped_tail()
+    );
     Ok(Packed {
         num_windows,
         skipped_documents: count.corpus().skipped_empty() + count.skipped_untokenized,

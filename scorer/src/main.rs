@@ -32,7 +32,9 @@ struct Cli {
 enum Command {
     /// Train a byte-level BPE tokenizer on corpus files and write tokenizer.json.
     Tokenizer {
-        /// Corpus files, directories or globs (.jsonl, .jsonl.zst, .parquet, .txt).
+        /// Corpus files, directories or globs: .jsonl, .json, .ndjson (each
+        /// optionally .zst), .parquet, .txt, .md; directories are searched
+        /// recursively, and their hidden files and other formats are skipped and counted.
         #[arg(long, required = true, num_args = 1..)]
         corpus: Vec<PathBuf>,
         /// Number of ids in the vocabulary (256 byte tokens + end-of-text + merges).
@@ -74,6 +76,8 @@ enum Command {
         /// largest rounding error is written to the manifest).
         #[arg(long, default_value = "f32")]
         loss_dtype: shared::scores::shards::LossDtype,
+        #[command(flatten)]
+        run: RunArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -209,9 +213,22 @@ enum Command {
     },
 }
 
+/// How `scorer score` runs the model.
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// cpu, or cuda:N (needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 #[derive(Args, Clone)]
 struct CommonArgs {
-    /// Corpus files, directories or globs (.jsonl, .jsonl.zst, .parquet, .txt).
+    /// Corpus files, directories or globs: .jsonl, .json, .ndjson (each
+    /// optionally .zst), .parquet, .txt, .md; directories are searched
+    /// recursively, and their hidden files and other formats are skipped and counted.
     #[arg(long, required = true, num_args = 1..)]
     corpus: Vec<PathBuf>,
     /// Tokens per window.
@@ -220,9 +237,6 @@ struct CommonArgs {
     /// Output directory of the score set.
     #[arg(long)]
     out: PathBuf,
-    /// Windows per forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
     /// Token rows per shard file (rounded down to whole windows).
     #[arg(long, default_value_t = 1 << 20)]
     shard_tokens: usize,
@@ -240,9 +254,6 @@ struct CommonArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// cpu, or cuda:N (needs a build with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    device: String,
     /// JSON field / Parquet column holding the text.
     #[arg(long, default_value = "text")]
     text_field: String,
@@ -255,9 +266,6 @@ impl CommonArgs {
     fn validate(&self) -> Result<()> {
         if self.seq_len < 2 {
             bail!("--seq-len must be at least 2 (got {})", self.seq_len);
-        }
-        if self.batch_size == 0 {
-            bail!("--batch-size must be positive");
         }
         if self.num_shards == 0 || self.shard_index >= self.num_shards {
             bail!(
@@ -276,9 +284,26 @@ impl CommonArgs {
         Ok(())
     }
 
-    fn settings(&self, tokenizer: PathBuf, model: Option<PathBuf>) -> Result<job::Settings> {
+    /// The job's settings; `run` is the model pass of `scorer score` (None for pack).
+    fn settings(
+        &self,
+        tokenizer: PathBuf,
+        run: Option<(PathBuf, &RunArgs)>,
+    ) -> Result<job::Settings> {
         self.validate()?;
-        let device = shared::util::device::parse_device(&self.device)?;
+        let (model, batch_size, device) = match run {
+            Some((model, r)) => {
+                if r.batch_size == 0 {
+                    bail!("--batch-size must be positive");
+                }
+                (
+                    Some(model),
+                    r.batch_size,
+                    shared::util::device::parse_device(&r.device)?,
+                )
+            }
+            None => (None, 1, candle_core::Device::Cpu),
+        };
         Ok(job::Settings {
             corpus: self.corpus.clone(),
             tokenizer,
@@ -286,7 +311,7 @@ impl CommonArgs {
             model,
             out: self.out.clone(),
             seq_len: self.seq_len,
-            batch_size: self.batch_size,
+            batch_size,
             shard_windows: (self.shard_tokens / self.seq_len).max(1),
             row_group_windows: (self.row_group_tokens / self.seq_len).max(1),
             part: self.shard_index,
@@ -300,22 +325,23 @@ impl CommonArgs {
 }
 
 /// `--tokenizer`, or the model's own: a GGUF file carries its tokenizer, a
-/// directory has tokenizer.json.
+/// directory has tokenizer.json. The model path is checked first, so that a
+/// wrong `--model` is named as such.
 fn model_tokenizer(model: &Path, tokenizer: Option<PathBuf>) -> Result<PathBuf> {
-    let tokenizer = tokenizer.unwrap_or_else(|| {
-        if model.is_file() {
-            model.to_path_buf()
-        } else {
-            model.join(shared::model::checkpoint::TOKENIZER_FILE)
+    shared::model::checkpoint::check_model_path(model)?;
+    if let Some(t) = tokenizer {
+        if !t.is_file() {
+            bail!("--tokenizer {}: no such file", t.display());
         }
-    });
-    if !tokenizer.is_file() {
-        bail!(
-            "no tokenizer: {} does not exist (pass --tokenizer FILE)",
-            tokenizer.display()
-        );
+        return Ok(t);
     }
-    Ok(tokenizer)
+    shared::model::checkpoint::own_tokenizer(model).with_context(|| {
+        format!(
+            "the model {} has no {}: pass --tokenizer FILE",
+            model.display(),
+            shared::model::checkpoint::TOKENIZER_FILE
+        )
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -340,11 +366,12 @@ fn run(cli: Cli) -> Result<()> {
             tokenizer,
             dtype,
             loss_dtype,
+            run,
             common,
         } => {
             shared::kernels::threads::set_threads(common.threads);
             let tokenizer = model_tokenizer(&model, tokenizer)?;
-            let mut settings = common.settings(tokenizer, Some(model))?;
+            let mut settings = common.settings(tokenizer, Some((model, &run)))?;
             settings.dtype = shared::util::device::parse_dtype(&dtype)?;
             settings.loss_dtype = loss_dtype;
             job::run(&settings)
@@ -422,7 +449,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { dir } => {
             let m = shared::scores::manifest::Manifest::load(&dir)
                 .with_context(|| format!("reading score set {}", dir.display()))?;
-            println!("{}", serde_json::to_string_pretty(&job::summary(&m))?);
+            shared::out!("{}", serde_json::to_string_pretty(&job::summary(&m))?);
             Ok(())
         }
     }

@@ -61,7 +61,7 @@ pub fn run(a: &ParityArgs) -> Result<()> {
         "tokens": n, "max_abs_diff": max, "mean_abs_diff": abs / n,
         "mean_signed_diff": signed / n, "tolerance": a.tolerance, "ok": ok,
     });
-    println!("{report}");
+    shared::out!("{report}");
     if !ok {
         bail!(
             "{}: max |ours - reference| = {max:.3e} on {} in {}, above the tolerance {:e}",

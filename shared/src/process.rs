@@ -24,9 +24,12 @@ pub fn main<E: Display>(command: impl FnOnce() -> Result<(), E>) -> ExitCode {
     crate::kernels::threads::tune_cpu_threads();
     crate::util::guard::install_panic_hook();
     match command() {
+        Ok(()) if crate::util::interrupt::stopped() => {
+            ExitCode::from(crate::util::interrupt::EXIT_STOPPED)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::say!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

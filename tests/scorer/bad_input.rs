@@ -512,7 +512,7 @@ bad_input! {
     checkpoint_without_config_is_named(d, tok) => {
         let m = dir_with(&d, "no_config");
         copy_fixture("llama-mha/model.safetensors", &m.join("model.safetensors"));
-        model_case("no config.json", m, &tok, &["cannot read config.json"])
+        model_case("no config.json", m, &tok, &["no config.json", "checkpoint directory"])
     };
     checkpoint_truncated_safetensors_is_named(d, tok) => {
         let m = dir_with(&d, "truncated_weights");
@@ -683,19 +683,7 @@ bad_input! {
         mismatched_eval_case("mismatched seq_len", &other, &["seq_len", "32", "16", "set-seq16"])
     };
     trainer_refuses_eval_set_of_another_tokenizer(d, _tok) => {
-        let other_tok = d.join("tokenizer-600.json");
-        run_ok(
-            SCORER,
-            &[
-                "tokenizer",
-                "--corpus",
-                s(&data("clean_heldout.jsonl.zst")),
-                "--vocab-size",
-                "600",
-                "--out",
-                s(&other_tok),
-            ],
-        );
+        let other_tok = other_tokenizer(&d);
         let other = d.join("set-other-tokenizer");
         pack(&other_tok, &other, "32");
         mismatched_eval_case(
@@ -704,4 +692,188 @@ bad_input! {
             &["cannot be mixed: tokenizer: the first has", "set-other-tokenizer"],
         )
     };
+}
+
+/// A copy of the GQA golden checkpoint carrying `tok` as its own tokenizer.json.
+fn model_with_tokenizer(d: &Path, tok: &Path) -> PathBuf {
+    let m = dir_with(d, "model");
+    for f in ["config.json", "model.safetensors"] {
+        copy_fixture(&format!("llama-gqa/{f}"), &m.join(f));
+    }
+    std::fs::copy(tok, m.join("tokenizer.json")).unwrap();
+    m
+}
+
+/// A second byte-level BPE tokenizer of 600 ids: other merges, other ids.
+fn other_tokenizer(d: &Path) -> PathBuf {
+    let out = d.join("tokenizer-600.json");
+    run_ok(
+        SCORER,
+        &[
+            "tokenizer",
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--vocab-size",
+            "600",
+            "--out",
+            s(&out),
+        ],
+    );
+    out
+}
+
+fn scorer_case(name: &'static str, writes: bool, args: &[&str], expect: &[&str]) -> Case {
+    Case {
+        name,
+        bin: None,
+        writes,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        expect: expect.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+// Mistakes a new user makes: models, tokenizers and directories that do not
+// belong together, and flags out of range.
+bad_input! {
+    score_with_a_tokenizer_other_than_the_models_own_is_refused(d, tok) => {
+        let m = model_with_tokenizer(&d, &tok);
+        let other = other_tokenizer(&d);
+        let mut case = model_case("another tokenizer", m, &other, &["tokenizers differ", "tokenizer-600.json"]);
+        case.expect.push("ids)".into());
+        case
+    };
+    score_windows_beyond_the_models_positions_are_refused(d, tok) => {
+        let m = edited_config(&d, "short-context", "llama-gqa", |c| {
+            c["max_position_embeddings"] = 8.into();
+        });
+        copy_fixture("llama-gqa/model.safetensors", &m.join("model.safetensors"));
+        model_case(
+            "seq_len beyond max_position_embeddings",
+            m,
+            &tok,
+            &["--seq-len 16", "15 positions", "at most 8", "max_position_embeddings"],
+        )
+    };
+    score_a_model_path_that_does_not_exist_says_so(d, tok) => model_case(
+        "no such model",
+        d.join("nosuch"),
+        &tok,
+        &["no such file or directory", "checkpoint directory"],
+    );
+    score_a_run_directory_asks_for_its_final(d, tok) => {
+        let run = dir_with(&d, "run");
+        let fin = dir_with(&run, "final");
+        for f in ["config.json", "model.safetensors"] {
+            copy_fixture(&format!("llama-gqa/{f}"), &fin.join(f));
+        }
+        model_case("a run directory", run, &tok, &["a training run's directory", "did you mean", "final"])
+    };
+    score_a_weights_file_asks_for_its_directory(d, tok) => {
+        let m = dir_with(&d, "ckpt");
+        copy_fixture("llama-gqa/model.safetensors", &m.join("model.safetensors"));
+        model_case(
+            "a file inside a checkpoint",
+            m.join("model.safetensors"),
+            &tok,
+            &["a file inside a checkpoint", "pass its directory"],
+        )
+    };
+    view_ratio_out_of_range_is_refused(_d, _tok) => scorer_case(
+        "view --ratio 1.5",
+        true,
+        &["view", "--set", s(good_set()), "--ratio", "1.5"],
+        &["--ratio", "(0, 1]", "1.5"],
+    );
+    view_negative_ratio_is_refused(_d, _tok) => scorer_case(
+        "view --ratio -3",
+        true,
+        &["view", "--set", s(good_set()), "--ratio=-3"],
+        &["--ratio", "(0, 1]", "-3"],
+    );
+    tokenizer_on_a_corpus_of_empty_documents_is_refused(d, _tok) => {
+        let corpus = write(&d.join("empty-docs.jsonl"), b"{\"text\": \"\"}\n{\"text\": \"\"}\n");
+        scorer_case(
+            "no documents",
+            true,
+            &["tokenizer", "--corpus", s(&corpus), "--vocab-size", "300"],
+            &["holds no documents"],
+        )
+    };
+    pack_into_the_corpus_directory_is_refused(d, tok) => {
+        let corpus = dir_with(&d, "corpus");
+        write(&corpus.join("a.jsonl"), &good_lines());
+        let inside = corpus.join("set");
+        let args = ["pack", "--tokenizer", s(&tok), "--corpus", s(&corpus), "--seq-len", "4", "--out", s(&inside)];
+        scorer_case("--out inside the corpus", false, &args, &["inside the corpus directory", "set"])
+    };
+}
+
+/// `--out` a folder of the user's (not empty, not a score set) is refused and
+/// left as it was.
+#[test]
+fn pack_into_a_users_folder_is_refused() {
+    let d = case_dir("pack_into_a_users_folder");
+    let out = dir_with(&d, "out");
+    write(&out.join("notes.txt"), b"mine");
+    let corpus = write(&d.join("c.jsonl"), &good_lines());
+    let tok = tok();
+    let args = [
+        "pack",
+        "--tokenizer",
+        s(&tok),
+        "--corpus",
+        s(&corpus),
+        "--seq-len",
+        "4",
+        "--out",
+        s(&out),
+    ];
+    let res = run(SCORER, &args);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    for e in ["not a score set", "notes.txt"] {
+        assert!(err.contains(e), "message lacks {e:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "wrote into {}",
+        out.display()
+    );
+}
+
+/// An OS error is said once, not once per layer that passed it on.
+#[test]
+fn a_missing_corpus_directory_is_named_with_its_cause_once() {
+    let d = case_dir("missing_corpus_cause_once");
+    let res = run(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok()),
+            "--corpus",
+            s(&d.join("nosuch/")),
+            "--out",
+            s(&d.join("out")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr).to_lowercase();
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("no such file or directory").count(), 1, "{err}");
+    let res = run(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&d.join("tok.json")),
+            "--corpus",
+            s(&data("clean_heldout.jsonl.zst")),
+            "--out",
+            s(&d.join("out")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr).to_lowercase();
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("no such file or directory").count(), 1, "{err}");
 }

@@ -168,6 +168,97 @@ fn parquet_and_text_corpora_are_read() {
     assert_eq!(m["skipped_empty_documents"], 1);
 }
 
+/// One rule for what a directory contributes: files of a corpus format,
+/// not hidden (nor under a hidden directory); what it skips is counted by
+/// reason, and the pack's counts (empty documents, dropped tail) are printed.
+#[test]
+fn directory_scan_reads_corpus_formats_and_counts_what_it_skips() {
+    let dir = scratch("directory_scan");
+    let tok = tokenizer(&dir);
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(corpus.join(".git")).unwrap();
+    let line = "{\"text\": \"The Bessel function of the first kind, and the second kind.\"}\n";
+    std::fs::write(
+        corpus.join("a.jsonl"),
+        format!("{line}{{\"text\": \"\"}}\n{line}"),
+    )
+    .unwrap();
+    std::fs::write(corpus.join("notes.md"), "Notes about the gamma function.").unwrap();
+    std::fs::write(corpus.join(".hidden.jsonl"), line).unwrap();
+    std::fs::write(corpus.join(".git/HEAD.jsonl"), line).unwrap();
+    std::fs::write(corpus.join("b.jsonl.gz"), b"\x1f\x8b").unwrap();
+    std::fs::write(corpus.join("c.bin"), b"\0").unwrap();
+    let out = dir.join("set");
+    let res = run_ok(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&corpus),
+            "--out",
+            s(&out),
+            "--seq-len",
+            "8",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    for want in [
+        "corpus: 2 file(s): 1 JSON Lines, 1 plain text (one document each)",
+        "skipped 4 (1 .bin: not a corpus format, 1 .gz: not a corpus format, 2 hidden)",
+        "packed 3 document(s)",
+        "skipped 1 empty",
+        "token(s), short of a window",
+    ] {
+        assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["inputs"].as_array().map(Vec::len), Some(2));
+    // A named file of no corpus format is an error, not a skip.
+    let res = run(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&corpus.join("c.bin")),
+            "--out",
+            s(&dir.join("x")),
+        ],
+    );
+    assert_eq!(res.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("unknown corpus format (.bin)"));
+}
+
+/// `scorer tokenizer --vocab-size` beyond what a small corpus yields says so.
+#[test]
+fn tokenizer_says_when_the_corpus_yields_fewer_ids_than_asked() {
+    let dir = scratch("tokenizer_shortfall");
+    let corpus = dir.join("small.jsonl");
+    std::fs::write(&corpus, "{\"text\": \"a small corpus with few pairs\"}\n").unwrap();
+    let out = dir.join("tokenizer.json");
+    let res = run_ok(
+        SCORER,
+        &[
+            "tokenizer",
+            "--corpus",
+            s(&corpus),
+            "--vocab-size",
+            "32000",
+            "--out",
+            s(&out),
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("--vocab-size 32000 asked, but this corpus yields"),
+        "{err}"
+    );
+}
+
 /// Issue 13: `--model FILE.gguf` with no --tokenizer scores with the file's
 /// own tokenizer, copies it into the set as tokenizer.json, and records the
 /// file's fingerprint; the losses are the model's.

@@ -11,6 +11,8 @@ struct Inputs {
     nan_set: PathBuf,
     truncated: PathBuf,
     small_vocab: PathBuf,
+    /// The held-out set with token 5000 (beyond the 1024-id vocabulary) in window 2.
+    big_id_heldout: PathBuf,
 }
 
 fn inputs() -> &'static Inputs {
@@ -85,12 +87,23 @@ fn make_inputs() -> Inputs {
     cfg["vocab_size"] = 512.into();
     std::fs::write(&small_vocab, cfg.to_string()).unwrap();
 
+    // A held-out set with one token id beyond the vocabulary.
+    let big_id_heldout = f.dir.join("heldout-big-id");
+    let _ = std::fs::remove_dir_all(&big_id_heldout);
+    std::fs::create_dir_all(&big_id_heldout).unwrap();
+    for e in std::fs::read_dir(&f.heldout).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, big_id_heldout.join(p.file_name().unwrap())).unwrap();
+    }
+    token_in_shard0(&big_id_heldout, 2, 7, 5000); // row 2 * 64 + 7 = 135
+
     Inputs {
         other_tok_set,
         seq32,
         nan_set,
         truncated,
         small_vocab,
+        big_id_heldout,
     }
 }
 
@@ -223,5 +236,92 @@ fn missing_data_directory_is_named() {
         &[&f.dir.join("nope")],
         &["--data"],
         &["nope"],
+    );
+}
+
+#[test]
+fn eval_data_with_ids_beyond_the_vocabulary_is_refused_before_the_first_step() {
+    let f = fixture_sets();
+    refused(
+        "eval ids beyond the vocabulary",
+        &[&f.clean, &inputs().big_id_heldout],
+        &["--data", "--eval-data"],
+        &[
+            "heldout-big-id",
+            "part-00000.parquet",
+            "row 135",
+            "token_id 5000",
+            "vocabulary",
+        ],
+    );
+}
+
+/// `trainer eval`: the same checks as `--eval-data`, and a model whose own
+/// tokenizer is not the set's is refused naming both.
+fn eval_refused(name: &str, data: &Path, expect: &[&str]) {
+    let f = fixture_sets();
+    let model = f.reference.join("final");
+    let res = run(TRAINER, &["eval", "--model", s(&model), "--data", s(data)]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{name}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("index-select"),
+        "{name}: {err}"
+    );
+    for e in expect {
+        assert!(err.contains(e), "{name}: message lacks {e:?}: {err}");
+    }
+}
+
+#[test]
+fn eval_command_with_ids_beyond_the_vocabulary_names_the_row() {
+    eval_refused(
+        "trainer eval, ids beyond the vocabulary",
+        &inputs().big_id_heldout,
+        &["part-00000.parquet", "row 135", "token_id 5000"],
+    );
+}
+
+#[test]
+fn eval_command_on_a_set_of_another_tokenizer_is_refused() {
+    eval_refused(
+        "trainer eval, another tokenizer",
+        &inputs().other_tok_set,
+        &["tokenizers differ", "heldout-other-tok", "ids)"],
+    );
+}
+
+#[test]
+fn out_a_users_folder_is_refused_and_left_alone() {
+    let f = fixture_sets();
+    let out = f.dir.join("users-folder");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("thesis.tex"), "mine").unwrap();
+    let res = run(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.clean),
+            "--out",
+            s(&out),
+            "--model-size",
+            "debug",
+            "--max-steps",
+            "1",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not a training run") && err.contains("thesis.tex"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "wrote into {}",
+        out.display()
     );
 }

@@ -6,6 +6,8 @@
 mod util;
 
 mod bad_input;
+mod demo;
+mod readme;
 mod reports;
 mod resume;
 mod training;

@@ -132,3 +132,67 @@ fn report_groups_runs_and_plots_their_metrics() {
     let sel = std::fs::read_to_string(out.join("report-3.svg")).unwrap();
     assert!(sel.contains("mean excess of dropped tokens"));
 }
+
+/// `--help` texts against their snapshots in tests/fixtures/help/
+/// (RHO1_BLESS=1 rewrites them after a deliberate change).
+#[test]
+fn help_texts_match_their_snapshots() {
+    let scorer = bin("scorer");
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("trainer-train", TRAINER, &["train", "--help"]),
+        ("trainer-report", TRAINER, &["report", "--help"]),
+        ("trainer-selection", TRAINER, &["selection", "--help"]),
+        ("scorer-pack", &scorer, &["pack", "--help"]),
+        ("scorer-score", &scorer, &["score", "--help"]),
+    ];
+    let mut stale = Vec::new();
+    for (name, bin, args) in cases {
+        let text = String::from_utf8(run_ok(bin, args).stdout).unwrap();
+        let path = fixture(&format!("help/{name}.txt"));
+        if std::env::var_os("RHO1_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(format!("{name}:\n{text}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "help differs from tests/fixtures/help/ (RHO1_BLESS=1 to accept):\n{}",
+        stale.join("\n")
+    );
+}
+
+/// What the snapshots must say, whatever else changes in them.
+#[test]
+fn help_texts_state_what_a_user_needs() {
+    let scorer = bin("scorer");
+    let help = |bin: &str, args: &[&str]| String::from_utf8(run_ok(bin, args).stdout).unwrap();
+    let train = help(TRAINER, &["train", "--help"]);
+    assert!(
+        train.contains("trainer train --data DIR --out DIR"),
+        "{train}"
+    );
+    assert!(
+        train.contains("[possible values: debug, tiny, small, medium]"),
+        "{train}"
+    );
+    assert!(
+        train.contains("Exit status 75") || help(TRAINER, &["--help"]).contains("Exit status 75")
+    );
+    let report = help(TRAINER, &["report", "--help"]);
+    assert!(
+        report.contains("report-1.svg") && !report.contains("(report.svg)"),
+        "{report}"
+    );
+    let selection = help(TRAINER, &["selection", "--help"]);
+    assert!(
+        selection.contains("Token selection rule") && selection.contains("Fraction k"),
+        "{selection}"
+    );
+    let pack = help(&scorer, &["pack", "--help"]);
+    assert!(
+        !pack.contains("--batch-size") && !pack.contains("--device"),
+        "{pack}"
+    );
+}

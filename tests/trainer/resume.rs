@@ -262,3 +262,159 @@ fn written_files_follow_the_umask() {
         );
     }
 }
+
+/// The flags of a short SLM run of the debug model into `out`.
+fn short_run(out: &Path, steps: &str) -> Vec<String> {
+    let f = fixture_sets();
+    [
+        "train",
+        "--data",
+        s(&f.noisy_scored),
+        "--out",
+        s(out),
+        "--objective",
+        "slm",
+        "--model-size",
+        "debug",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        steps,
+        "--warmup-steps",
+        "2",
+        "--eval-every",
+        "0",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn step_lines(run: &Path) -> Vec<serde_json::Value> {
+    metrics(run)
+        .into_iter()
+        .filter(|m| m.get("loss_selected").is_some())
+        .collect()
+}
+
+#[test]
+fn a_resume_with_changed_settings_names_each_one() {
+    let out = fixture_sets().dir.join("resume-changed");
+    let _ = std::fs::remove_dir_all(&out);
+    run_ok(TRAINER, &strs(&short_run(&out, "2")));
+    let mut again = short_run(&out, "2");
+    again.extend(["--resume", "--lr", "0.002", "--seed", "3"].map(String::from));
+    let res = run(TRAINER, &strs(&again));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("lr: 0.001 -> 0.002"), "{err}");
+    assert!(err.contains("seed: 0 -> 3"), "{err}");
+    assert!(
+        err.contains("max_steps"),
+        "the message lists what may change: {err}"
+    );
+}
+
+#[test]
+fn a_finished_run_is_extended_by_a_higher_max_steps_at_the_schedules_floor() {
+    let out = fixture_sets().dir.join("resume-extend");
+    let _ = std::fs::remove_dir_all(&out);
+    run_ok(TRAINER, &strs(&short_run(&out, "6")));
+    let first = step_lines(&out);
+    let mut more = short_run(&out, "9");
+    more.push("--resume".into());
+    let res = run_ok(TRAINER, &strs(&more));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("schedules keep the 6 steps"), "{err}");
+    let all = step_lines(&out);
+    assert_eq!(all.len(), 9);
+    assert_eq!(&all[..6], &first[..], "the first 6 steps changed");
+    for m in &all[6..] {
+        let lr = m["lr"].as_f64().unwrap();
+        assert!(
+            (lr - 1e-4).abs() < 1e-12,
+            "step {}: lr {lr}, not the floor",
+            m["step"]
+        );
+    }
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("final/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["step"], 9);
+}
+
+/// SIGTERM (what Slurm and Kubernetes send) and SIGINT (Ctrl-C): the step in
+/// flight finishes, a checkpoint is written, the exit status is 75, and
+/// `--resume` continues on the curve of an uninterrupted run.
+#[test]
+fn a_stop_signal_saves_a_checkpoint_and_the_resume_continues_the_same_curve() {
+    let f = fixture_sets();
+    let full = f.dir.join("signal-full");
+    let _ = std::fs::remove_dir_all(&full);
+    let mut base = short_run(&full, "300");
+    base.extend(["--checkpoint-every", "0"].map(String::from));
+    run_ok(TRAINER, &strs(&base));
+    let reference = step_lines(&full);
+    for signal in ["TERM", "INT"] {
+        let cut = f.dir.join(format!("signal-{signal}"));
+        let _ = std::fs::remove_dir_all(&cut);
+        let mut args = short_run(&cut, "300");
+        args.extend(["--checkpoint-every", "0"].map(String::from));
+        let child = Command::new(TRAINER)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline
+            && std::fs::read_to_string(cut.join("metrics.jsonl"))
+                .map_or(true, |m| m.lines().count() < 5)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+        let res = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(75), "SIG{signal}: {err}");
+        assert!(err.contains(&format!("stopped by SIG{signal}")), "{err}");
+        assert!(
+            !cut.join("final").exists(),
+            "SIG{signal}: the run finished before the signal"
+        );
+        let stopped_at = step_lines(&cut).len();
+        let ckpt = cut.join(format!(
+            "checkpoints/step-{stopped_at:06}/trainer_state.json"
+        ));
+        assert!(
+            ckpt.is_file(),
+            "no checkpoint at the step it stopped after: {err}"
+        );
+        args.push("--resume".into());
+        let res = run_ok(TRAINER, &strs(&args));
+        assert!(String::from_utf8_lossy(&res.stderr).contains("resuming from"));
+        let resumed = step_lines(&cut);
+        assert_eq!(resumed.len(), reference.len());
+        for (a, b) in reference.iter().zip(&resumed) {
+            let (x, y) = (
+                a["loss_selected"].as_f64().unwrap(),
+                b["loss_selected"].as_f64().unwrap(),
+            );
+            assert!(
+                (x - y).abs() <= 1e-6,
+                "SIG{signal}, step {}: {x} vs {y}",
+                a["step"]
+            );
+        }
+    }
+}

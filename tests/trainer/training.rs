@@ -427,3 +427,40 @@ fn slm_trains_on_a_version_1_set() {
     assert!(steps >= 3, "{metrics}");
     assert!(out.join("final").join("model.safetensors").is_file());
 }
+
+/// `trainer train ... 2>&1 | head -2`: progress and log lines into a closed
+/// pipe are dropped; the run goes on to its end.
+#[test]
+fn a_closed_output_pipe_does_not_end_the_run() {
+    let f = fixture_sets();
+    let out = f.dir.join("closed-pipe");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut child = Command::new(TRAINER)
+        .args([
+            "train",
+            "--data",
+            s(&f.clean),
+            "--eval-data",
+            s(&f.heldout),
+            "--out",
+            s(&out),
+            "--model-size",
+            "debug",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "20",
+            "--eval-every",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What `head -2` does: read a little, then close the pipe.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    assert!(out.join("final/model.safetensors").is_file());
+}

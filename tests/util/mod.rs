@@ -136,11 +136,35 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
 /// loss at index `at` (the loss of position at + 1). The manifest is left as
 /// it was (its size and hash of the shard are now wrong).
 pub fn nan_in_shard0(set: &Path, window: usize, at: usize) {
+    rewrite_shard0(set, |_, losses| {
+        losses.as_mut().expect("a scored set")[window][at] = f32::NAN;
+    });
+}
+
+/// Rewrites shard 0 of a set with `window`'s token at `pos` set to `id`,
+/// and the manifest's size of the shard to match (not its hash).
+pub fn token_in_shard0(set: &Path, window: usize, pos: usize, id: u32) {
+    rewrite_shard0(set, |windows, _| windows[window].tokens[pos] = id);
+    let shard = set.join("part-00000.parquet");
+    let p = set.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    m["shards"][0]["bytes"] = std::fs::metadata(&shard).unwrap().len().into();
+    std::fs::write(&p, m.to_string()).unwrap();
+}
+
+/// Reads shard 0 of a set, lets `edit` change its windows and losses, and
+/// writes it back in the same layout.
+pub fn rewrite_shard0(
+    set: &Path,
+    edit: impl FnOnce(&mut Vec<shared::text::pack::Window>, &mut Option<Vec<Vec<f32>>>),
+) {
     use shared::scores::shards::{write_shard, ShardLayout, ShardReader};
     let shard = set.join("part-00000.parquet");
     let r = ShardReader::open(&shard).unwrap();
     let info = r.info().clone();
     let (mut windows, mut losses) = (Vec::new(), Vec::new());
+    let mut scored = false;
     for g in 0..r.num_row_groups() {
         let w = r.read_row_group(g).unwrap();
         let t = w.seq_len;
@@ -150,15 +174,19 @@ pub fn nan_in_shard0(set: &Path, window: usize, at: usize) {
                 tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
                 doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
             });
-            losses.push(w.ref_loss.as_ref().unwrap()[i * t + 1..(i + 1) * t].to_vec());
+            if let Some(l) = &w.ref_loss {
+                scored = true;
+                losses.push(l[i * t + 1..(i + 1) * t].to_vec());
+            }
         }
     }
     drop(r);
-    losses[window][at] = f32::NAN;
+    let mut losses = scored.then_some(losses);
+    edit(&mut windows, &mut losses);
     let layout = ShardLayout {
         seq_len: info.seq_len,
         row_group_windows: info.row_group_windows,
         loss_dtype: info.loss_dtype,
     };
-    write_shard(&shard, &info.job, 0, &layout, &windows, Some(&losses)).unwrap();
+    write_shard(&shard, &info.job, 0, &layout, &windows, losses.as_deref()).unwrap();
 }

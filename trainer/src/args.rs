@@ -43,7 +43,7 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Training score set directory (repeatable).
+    /// Training score set directory (repeatable) [required, here or in --config].
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<PathBuf>,
@@ -51,7 +51,7 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_data: Option<PathBuf>,
-    /// Run directory: metrics.jsonl, checkpoints/, final/.
+    /// Run directory: metrics.jsonl, checkpoints/, final/ [required, here or in --config].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<PathBuf>,
@@ -93,8 +93,8 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub noise_span: Option<usize>,
-    /// Model from scratch: debug, tiny, small or medium [default: tiny].
-    #[arg(long)]
+    /// Model from scratch, by size [default: tiny].
+    #[arg(long, value_parser = shared::model::config::MODEL_SIZES)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_size: Option<String>,
     /// Model from scratch: a Hugging Face config.json (overrides --model-size).
@@ -167,11 +167,16 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_windows: Option<usize>,
-    /// Write a checkpoint every N steps (0: only at the end) [default: 0].
+    /// Write a checkpoint every N steps (0: only at the end; SIGTERM and
+    /// Ctrl-C also write one before the run exits) [default: 1000].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<u64>,
-    /// Continue from the newest checkpoint in --out.
+    /// Continue from the newest checkpoint in --out, with the same settings;
+    /// a resume may change only where the run stops (--max-steps,
+    /// --max-tokens, --epochs: the schedules keep the length the run started
+    /// with, so a finished run is extended at the learning-rate floor),
+    /// evaluation, checkpoint cadence, threads and device.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub resume: bool,
@@ -268,9 +273,7 @@ impl TrainArgs {
                 .context("--ratio-schedule linear needs --select-ratio-end")?,
         };
         for (name, r) in [("--select-ratio", ratio), ("--select-ratio-end", ratio_end)] {
-            if !(r > 0.0 && r <= 1.0) {
-                bail!("{name} must be in (0, 1], got {r}");
-            }
+            shared::util::ratio::check_ratio(name, r).map_err(anyhow::Error::msg)?;
         }
         let model = match (a.init, a.model_config, a.model_size) {
             (Some(d), None, None) => ModelSource::Init(d),
@@ -306,7 +309,7 @@ impl TrainArgs {
             seed: a.seed.unwrap_or(0),
             eval_every: a.eval_every.unwrap_or(50),
             eval_windows: a.eval_windows,
-            checkpoint_every: a.checkpoint_every.unwrap_or(0),
+            checkpoint_every: a.checkpoint_every.unwrap_or(1000),
             resume: a.resume,
             threads: a.threads,
             device: a.device.unwrap_or_else(|| "cpu".into()),

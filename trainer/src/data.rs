@@ -107,34 +107,7 @@ impl TrainData {
     /// reference losses (when `need_ref`) and token ids below `vocab`.
     /// Errors name the shard and the row. Memory: one row group at a time.
     pub fn validate(&self, vocab: usize, need_ref: bool) -> Result<()> {
-        let rows: u64 = self
-            .sets
-            .iter()
-            .map(|s| s.num_windows() * s.seq_len() as u64)
-            .sum();
-        let mut progress = Progress::new("checking shards", "tok", rows);
-        for set in self.sets.iter() {
-            if need_ref && !set.scored() {
-                bail!("{}: a pack-only set has no ref_loss", set.dir().display());
-            }
-            for (s, shard) in set.shards().iter().enumerate() {
-                let rgw = set.manifest().job.row_group_windows;
-                for g in 0..shard.num_row_groups() {
-                    let w = set.read_row_group(s, g)?; // checks ref_loss finiteness
-                    if let Some(i) = w.tokens.iter().position(|&t| t as usize >= vocab) {
-                        bail!(
-                            "{}: row {}: token_id {} is outside the model's vocabulary ({vocab})",
-                            shard.path().display(),
-                            g * rgw * set.seq_len() + i,
-                            w.tokens[i]
-                        );
-                    }
-                    progress.inc(w.tokens.len() as u64);
-                }
-            }
-        }
-        progress.finish();
-        Ok(())
+        check_sets(&self.sets, vocab, need_ref)
     }
 
     /// Time the reads since the last call waited for decoding (~0 once the
@@ -181,6 +154,65 @@ impl TrainData {
 }
 
 /// The tokenizer.json a score set carries (written by `scorer`).
+/// Reads every row group of `sets` once, before the first step: the reader's
+/// own checks (positions, finite ref_loss) and every token id below `vocab`,
+/// with the messages that name the file and row. The same for training and
+/// held-out sets.
+pub fn check_sets(sets: &[ScoreSet], vocab: usize, need_ref: bool) -> Result<()> {
+    let rows: u64 = sets
+        .iter()
+        .map(|s| s.num_windows() * s.seq_len() as u64)
+        .sum();
+    let mut progress = Progress::new("checking shards", "tok", rows);
+    for set in sets {
+        if need_ref && !set.scored() {
+            bail!("{}: a pack-only set has no ref_loss", set.dir().display());
+        }
+        for (s, shard) in set.shards().iter().enumerate() {
+            let rgw = set.manifest().job.row_group_windows;
+            for g in 0..shard.num_row_groups() {
+                let w = set.read_row_group(s, g)?; // checks ref_loss finiteness
+                if let Some(i) = w.tokens.iter().position(|&t| t as usize >= vocab) {
+                    bail!(
+                        "{}: row {}: token_id {} is outside the model's vocabulary ({vocab})",
+                        shard.path().display(),
+                        g * rgw * set.seq_len() + i,
+                        w.tokens[i]
+                    );
+                }
+                progress.inc(w.tokens.len() as u64);
+            }
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Refuses a model whose own tokenizer is not the one that made `set`
+/// (naming both fingerprints); a different file with the same vocabulary is
+/// said and accepted.
+pub fn check_model_tokenizer(model: &std::path::Path, set: &ScoreSet) -> Result<()> {
+    let info = &set.manifest().job.tokenizer;
+    let copy = match tokenizer_of(set) {
+        Some(p) => Some(shared::text::tokenizer::Tokenizer::load(
+            &p,
+            Some(&info.eos_token),
+        )?),
+        None => None,
+    };
+    let data = shared::scores::compat::DataTokenizer {
+        label: format!("the data {}", set.dir().display()),
+        info,
+        tokenizer: copy.as_ref(),
+    };
+    if let shared::scores::compat::TokenizerCheck::SameVocabulary(note) =
+        shared::scores::compat::check_tokenizer(model, &data)?
+    {
+        shared::say!("{note}");
+    }
+    Ok(())
+}
+
 pub fn tokenizer_of(set: &ScoreSet) -> Option<PathBuf> {
     let p = set.dir().join(shared::model::checkpoint::TOKENIZER_FILE);
     p.is_file().then_some(p)

@@ -39,7 +39,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train (clm or slm) on score sets written by `scorer`.
+    /// Train (clm or slm) on score sets written by `scorer`. Exit status 75:
+    /// stopped by SIGTERM or Ctrl-C with a checkpoint (rerun with --resume).
+    #[command(
+        override_usage = "trainer train --data DIR --out DIR [OPTIONS]\n       trainer train --config run.toml [OPTIONS]"
+    )]
     Train(Box<args::TrainArgs>),
     /// The whole RHO-1 pipeline on the embedded corpus, with a CLM-vs-SLM report.
     Demo(demo::DemoArgs),
@@ -87,8 +91,10 @@ fn eval_cmd(
 ) -> Result<()> {
     let dev = shared::util::device::parse_device(device)?;
     let set = shared::scores::scoreset::ScoreSet::open(data)?;
+    let mut checked_vocab: Option<usize> = None;
     let mut rows = Vec::new();
     for m in models {
+        crate::data::check_model_tokenizer(m, &set)?;
         let ckpt = shared::model::checkpoint::Checkpoint::load(
             m,
             shared::util::device::default_dtype(&dev),
@@ -103,6 +109,18 @@ fn eval_cmd(
                 tok.vocab_size
             );
         }
+        // The set's ids are checked once, against the smallest vocabulary seen.
+        if checked_vocab.is_none_or(|v| ckpt.config.vocab_size < v) {
+            crate::data::check_sets(std::slice::from_ref(&set), ckpt.config.vocab_size, false)?;
+            checked_vocab = Some(ckpt.config.vocab_size);
+        }
+        ckpt.config.check_window(set.seq_len() - 1)?;
+        let window =
+            shared::scores::compat::window_beyond_positions(&ckpt.config, m, set.seq_len());
+        if let Some(why) = window {
+            // A user may mean it (a study of length extrapolation): said, not refused.
+            shared::say!("warning: {why}; the loss past them measures extrapolation");
+        }
         let model = ckpt.infer_model(&dev)?;
         let r = eval::evaluate(&model, &set, batch, max, &dev)
             .with_context(|| format!("evaluating {}", m.display()))?;
@@ -110,17 +128,24 @@ fn eval_cmd(
     }
     if json {
         let v: Vec<_> = rows.iter().map(|(m, r)| serde_json::json!({"model": m, "windows": r.windows, "tokens": r.tokens, "loss": r.loss, "ppl": r.ppl})).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        shared::out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
-        println!(
+        shared::out!(
             "{:<w$}  {:>8}  {:>10}  {:>8}  {:>10}",
-            "model", "windows", "tokens", "loss", "ppl"
+            "model",
+            "windows",
+            "tokens",
+            "loss",
+            "ppl"
         );
         for (m, r) in &rows {
-            println!(
+            shared::out!(
                 "{m:<w$}  {:>8}  {:>10}  {:>8.4}  {:>10.3}",
-                r.windows, r.tokens, r.loss, r.ppl
+                r.windows,
+                r.tokens,
+                r.loss,
+                r.ppl
             );
         }
     }

@@ -28,6 +28,11 @@ pub struct TrainerState {
     pub seed: u64,
     /// AdamW's update count.
     pub adam_t: u64,
+    /// Steps the learning-rate and ratio schedules span: the run's length
+    /// when it started, kept when a resume changes where it stops (0 in
+    /// states written before it was recorded: the current length is used).
+    #[serde(default)]
+    pub schedule_steps: u64,
 }
 
 pub fn save(

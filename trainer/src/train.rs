@@ -13,13 +13,13 @@ use serde_json::json;
 use shared::model::checkpoint::{init_varmap, model_over, Checkpoint};
 use shared::model::config::LlamaConfig;
 use shared::model::{Llama, Mode};
+use shared::scores::compat::window_beyond_positions;
 use shared::scores::scoreset::ScoreSet;
-use shared::text::tokenizer::Tokenizer;
 use shared::util::progress::Progress;
 use shared::util::rng::Rng;
 
 use crate::args::{ModelSource, Objective, Settings};
-use crate::data::{tokenizer_of, TrainData};
+use crate::data::{check_model_tokenizer, check_sets, tokenizer_of, TrainData};
 use crate::eval::{evaluate, EvalResult};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::{lr_at, ratio_at};
@@ -50,23 +50,50 @@ fn make_model(s: &Settings, vocab: usize, dev: &Device) -> Result<(LlamaConfig, 
     })
 }
 
+/// Settings a resumed run may change: how it runs, what it reports, and
+/// where it stops. The learning-rate and ratio schedules keep the horizon
+/// the run started with ([`TrainerState::schedule_steps`]), so raising
+/// `--max-steps` extends a run at the schedule's floor and lowering it stops
+/// early, and neither changes a step already taken or still to come.
+pub const RESUMABLE_CHANGES: &[&str] = &[
+    "resume",
+    "threads",
+    "device",
+    "eval_every",
+    "checkpoint_every",
+    "eval_windows",
+    "eval_data",
+    "max_steps",
+    "max_tokens",
+    "epochs",
+];
+
 /// The settings that define a run's results (a resumed run must match them).
 fn identity(s: &Settings) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for k in [
-            "resume",
-            "threads",
-            "device",
-            "eval_every",
-            "checkpoint_every",
-            "eval_windows",
-            "eval_data",
-        ] {
-            o.remove(k);
+        for k in RESUMABLE_CHANGES {
+            o.remove(*k);
         }
     }
     v
+}
+
+/// `name: old -> new` for each setting that differs between two identities.
+fn identity_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+    keys.into_iter()
+        .filter(|k| o.get(*k) != n.get(*k))
+        .map(|k| format!("{k}: {} -> {}", show(o.get(k)), show(n.get(k))))
+        .collect()
 }
 
 struct Metrics(std::fs::File);
@@ -118,10 +145,15 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
     };
     let remaining = run.total_steps - run.st.step.min(run.total_steps);
     let mut progress = Progress::new(label, "steps", remaining);
+    shared::util::interrupt::watch().context("catching SIGTERM and SIGINT")?;
     while run.st.step < run.total_steps {
-        run.step()?; // batch, select, backward, update, metrics line
+        let loss = run.step()?; // batch, select, backward, update, metrics line
+        progress.note(format!("loss {loss:.4}"));
         progress.inc(1);
         let at_end = run.st.step == run.total_steps;
+        if let (Some(signal), false) = (shared::util::interrupt::requested(), at_end) {
+            return run.stop(signal);
+        }
         if s.eval_every > 0 && run.st.step.is_multiple_of(s.eval_every) || at_end {
             run.evaluate()?;
         }
@@ -187,23 +219,11 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         );
     }
     if let ModelSource::Init(dir) = &s.model {
-        let p = if dir.is_file() {
-            dir.clone() // a GGUF file carries its tokenizer
-        } else {
-            dir.join(shared::model::checkpoint::TOKENIZER_FILE)
-        };
-        if p.is_file() {
-            let t = Tokenizer::load(&p, Some(&tok_info.eos_token))
-                .or_else(|_| Tokenizer::load(&p, None))?;
-            if t.fingerprint() != tok_info.fingerprint {
-                bail!(
-                    "tokenizer differs: --init {} has {}, the data {} has {}",
-                    dir.display(),
-                    t.fingerprint(),
-                    first.dir().display(),
-                    tok_info.fingerprint
-                );
-            }
+        check_model_tokenizer(dir, first)?;
+        if let Some(why) = window_beyond_positions(&cfg, dir, data.seq_len()) {
+            // Training past the positions a model has seen is how a context
+            // is extended: said, not refused (see fit_positions).
+            shared::say!("warning: {why}; training at this length");
         }
     }
     let need_ref = s.objective == Objective::Slm;
@@ -214,7 +234,11 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         );
     }
     data.validate(cfg.vocab_size, need_ref)?;
+    if let Some(e) = &eval_set {
+        check_sets(std::slice::from_ref(e), cfg.vocab_size, false)?;
+    }
     cfg.check_window(data.seq_len() - 1)?; // a window predicts from seq_len - 1 tokens
+    let cfg = fit_positions(cfg, data.seq_len());
     Ok(Checked {
         data,
         eval_set,
@@ -222,6 +246,14 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         cfg,
         varmap,
     })
+}
+
+/// The config the run's checkpoints record: a model trained on windows longer
+/// than its `max_position_embeddings` has been trained at that length, so
+/// later scoring and evaluation at it are not refused.
+fn fit_positions(mut cfg: LlamaConfig, seq_len: usize) -> LlamaConfig {
+    cfg.max_position_embeddings = cfg.max_position_embeddings.max(seq_len - 1);
+    cfg
 }
 
 /// Steps the run takes: the smallest of --max-steps, --max-tokens and --epochs.
@@ -261,14 +293,17 @@ fn resume_or_start(
         &std::fs::read_to_string(&settings_path)
             .with_context(|| format!("--resume: reading {}", settings_path.display()))?,
     )?;
-    if old != identity(s) {
+    let changes = identity_changes(&old, &identity(s));
+    if !changes.is_empty() {
         bail!(
-            "--resume: the settings differ from {} (a resumed run must use the same ones)",
-            settings_path.display()
+            "--resume: these settings differ from {}, and a resumed run must keep them:\n  {}\n(a resume may change only {})",
+            settings_path.display(),
+            changes.join("\n  "),
+            RESUMABLE_CHANGES[1..].join(", ")
         );
     }
     let Some((dir, saved)) = state::latest(&s.out)? else {
-        eprintln!(
+        shared::say!(
             "--resume: no checkpoint in {} yet, starting from step 0",
             s.out.display()
         );
@@ -289,7 +324,7 @@ fn resume_or_start(
     }
     drop(data_map);
     opt.load(&dir.join(state::OPTIMIZER_FILE), saved.adam_t)?;
-    eprintln!("resuming from {} (step {})", dir.display(), saved.step);
+    shared::say!("resuming from {} (step {})", dir.display(), saved.step);
     Ok(Some(saved))
 }
 
@@ -301,6 +336,8 @@ impl<'a> Run<'a> {
         let dev = shared::util::device::parse_device(&s.device)?;
         let dtype = shared::util::device::parse_dtype(&s.dtype)?;
         shared::util::device::check_dtype(&dev, dtype)?;
+        let ours = [SETTINGS_FILE, METRICS_FILE, ".settings.json.tmp-"];
+        shared::util::outdir::check_ours(&s.out, &ours, "a training run")?;
         let Checked {
             data,
             eval_set,
@@ -312,7 +349,7 @@ impl<'a> Run<'a> {
         let noise = match s.noise_quantile {
             Some(q) => {
                 let f = crate::noise::fit(&data, s.noise_span, q)?;
-                eprintln!(
+                shared::say!(
                     "noise filter: tokens whose mean reference loss over {} tokens is above {:.3} nats (quantile {q} of the training data) are not selected",
                     f.span, f.cap
                 );
@@ -333,12 +370,20 @@ impl<'a> Run<'a> {
         )?;
         let resumed = resume_or_start(s, &varmap, &mut opt, &dev)?;
         let metrics = Metrics::open(&s.out, resumed.as_ref().map(|st| st.step))?;
-        let st = resumed.unwrap_or(TrainerState {
+        let mut st = resumed.unwrap_or(TrainerState {
             seed: s.seed,
             ..Default::default()
         });
+        if st.schedule_steps == 0 || st.step == 0 {
+            st.schedule_steps = total_steps;
+        } else if st.schedule_steps != total_steps {
+            shared::say!(
+                "this run now stops after {total_steps} steps; the learning-rate and ratio schedules keep the {} steps it started with",
+                st.schedule_steps
+            );
+        }
         let model = model_over(&varmap, &cfg, dtype, &dev, Mode::Train)?;
-        eprintln!(
+        shared::say!(
             "training {} ({:.2}M params) with {} on {} windows of {}: {total_steps} steps of {} windows",
             match &s.model {
                 ModelSource::Size(n) => n.clone(),
@@ -370,8 +415,8 @@ impl<'a> Run<'a> {
     }
 
     /// One optimizer step over `batch_size * grad_accum` windows, and its
-    /// line in metrics.jsonl.
-    fn step(&mut self) -> Result<()> {
+    /// line in metrics.jsonl; returns the step's loss over every token.
+    fn step(&mut self) -> Result<f64> {
         let (s, st) = (self.s, &mut self.st);
         let t0 = Instant::now();
         let windows_per_step = (s.batch_size * s.grad_accum) as u64;
@@ -385,13 +430,13 @@ impl<'a> Run<'a> {
         let data_wait_ms = self.data.take_wait().as_secs_f64() * 1e3;
         let ratio = ratio_at(
             st.step,
-            self.total_steps,
+            st.schedule_steps,
             s.select_ratio,
             s.select_ratio_end,
         );
         let lr = lr_at(
             st.step,
-            self.total_steps,
+            st.schedule_steps,
             s.lr,
             s.warmup_steps,
             s.min_lr_ratio,
@@ -445,7 +490,8 @@ impl<'a> Run<'a> {
             "tokens_per_s": (windows_per_step as usize * self.data.seq_len()) as f64 / secs,
             "data_ms": data_ms, "data_wait_ms": data_wait_ms, "step_ms": secs * 1e3,
             "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,
-        }))
+        }))?;
+        Ok(stats.loss_all)
     }
 
     /// Held-out loss on --eval-data (if given), written to metrics.jsonl.
@@ -471,6 +517,28 @@ impl<'a> Run<'a> {
         state::save(dir, &self.cfg, &self.varmap, tok, &self.opt, &self.st)
     }
 
+    /// After a stop signal: the step just taken is saved as a periodic
+    /// checkpoint, which `--resume` continues from.
+    fn stop(self, signal: &str) -> Result<PathBuf> {
+        let dir = self
+            .s
+            .out
+            .join("checkpoints")
+            .join(format!("step-{:06}", self.st.step));
+        if !dir.join(state::STATE_FILE).is_file() {
+            self.save(&dir)?;
+        }
+        shared::say!(
+            "stopped by {signal} after step {} of {}: checkpoint {}; the same command with --resume continues the run (exit status {})",
+            self.st.step,
+            self.total_steps,
+            dir.display(),
+            shared::util::interrupt::EXIT_STOPPED
+        );
+        shared::util::interrupt::mark_stopped();
+        Ok(dir)
+    }
+
     /// Writes `final/` (unless a resumed run already holds it for this step)
     /// and prints the held-out loss.
     fn finish(mut self) -> Result<PathBuf> {
@@ -484,14 +552,14 @@ impl<'a> Run<'a> {
             self.evaluate()?;
         }
         match &self.last_eval {
-            Some(r) => eprintln!(
+            Some(r) => shared::say!(
                 "held-out loss {:.4} (ppl {:.2}) after {} steps; checkpoint {}",
                 r.loss,
                 r.ppl,
                 self.st.step,
                 final_dir.display()
             ),
-            None => eprintln!(
+            None => shared::say!(
                 "done after {} steps; checkpoint {}",
                 self.st.step,
                 final_dir.display()

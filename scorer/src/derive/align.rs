@@ -212,7 +212,7 @@ pub fn run(a: &AlignArgs) -> Result<()> {
         bail!("{} exists: choose a new --out directory", a.out.display());
     }
     // The corpus must be the one the set was scored on, file for file.
-    let files = shared::text::corpus::expand_inputs(a.corpus)?;
+    let files = shared::text::corpus::expand_inputs(a.corpus)?.files;
     let given: Vec<InputFile> = files
         .iter()
         .map(|f| InputFile::describe(f))
@@ -402,7 +402,7 @@ fn align_onto(src: &ScoreSet, ref_tok: &Tokenizer, pack_dir: &Path, a: &AlignArg
         }
         Ok(l)
     })?;
-    eprintln!(
+    shared::say!(
         "aligned {} documents onto {} windows of {} ({}): {} reference tokens had no loss, {} target tokens got none (ref_loss 0); mean ref_loss {:.4} per reference token, {:.4} per target token -> {}",
         stats.documents,
         m.num_windows,

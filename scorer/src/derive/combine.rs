@@ -79,7 +79,7 @@ pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Res
     }
     let common = sets.iter().map(|s| s.num_windows()).min().unwrap_or(0);
     if sets.iter().any(|s| s.num_windows() != common) {
-        eprintln!("the sets hold different numbers of windows: combining the first {common}, which all hold");
+        shared::say!("the sets hold different numbers of windows: combining the first {common}, which all hold");
     }
     let weights: Vec<f64> = match (op, weights) {
         (Op::Mean, Some(w)) => {
@@ -153,7 +153,7 @@ pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Res
             .collect())
     })?;
     let r = m.ref_loss.as_ref();
-    eprintln!(
+    shared::say!(
         "wrote {} ({} of {} sets, {} windows): ref_loss mean {:.4} over {} tokens",
         out.display(),
         op_name(op),

@@ -113,7 +113,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     })
     .with_context(|| format!("writing {}", a.out.display()))?;
     progress.finish();
-    eprintln!(
+    shared::say!(
         "wrote {} ({windows} windows, {} tokens)",
         a.out.display(),
         windows * t as u64

@@ -143,14 +143,14 @@ pub fn run(sets: &[PathBuf], out: &Path, threshold: f64) -> Result<()> {
         inner().map_err(|e| shared::Error::Invalid(format!("{e:#}")))
     })?;
     let total: u64 = counts.iter().sum();
-    println!("{:<6} {:>10} {:>8}", "type", "tokens", "share");
+    shared::out!("{:<6} {:>10} {:>8}", "type", "tokens", "share");
     for (c, n) in CATEGORIES.iter().zip(counts) {
-        println!(
+        shared::out!(
             "{c:<6} {n:>10} {:>7.1}%",
             100.0 * n as f64 / total.max(1) as f64
         );
     }
-    eprintln!(
+    shared::say!(
         "wrote {} ({total} tokens, {m} checkpoints, threshold {threshold})",
         out.display()
     );

@@ -149,9 +149,7 @@ fn copy_side_tables(set_dir: &Path, tmp: &Path) -> shared::Result<()> {
 }
 
 pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Result<()> {
-    if !(ratio > 0.0 && ratio <= 1.0) {
-        bail!("--ratio must be in (0, 1], got {ratio}");
-    }
+    shared::util::ratio::check_ratio("--ratio", ratio).map_err(anyhow::Error::msg)?;
     if out.exists() {
         bail!("{} exists: choose a new --out directory", out.display());
     }
@@ -248,13 +246,13 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
             .map_err(|e| shared::Error::Invalid(e.to_string()))?;
         shared::util::atomic::write_plain(&tmp.join(EXPORT_FILE), text.as_bytes())
     })?;
-    eprintln!(
+    shared::say!(
         "kept {k} of {n} predicted tokens ({:.1}%) -> {}",
         100.0 * k as f64 / n as f64,
         out.display()
     );
     for (src, (tok, kept)) in &per_source {
-        eprintln!(
+        shared::say!(
             "  {src}: {:.1}% of {tok}",
             100.0 * *kept as f64 / *tok as f64
         );

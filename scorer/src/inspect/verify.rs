@@ -27,10 +27,10 @@ pub fn verify(dir: &Path) -> Result<()> {
         };
         match problem {
             Some(p) => {
-                eprintln!("BAD  {}: {p}", path.display());
+                shared::say!("BAD  {}: {p}", path.display());
                 bad.push(e.file.clone());
             }
-            None => eprintln!("ok   {} ({} windows)", path.display(), e.windows),
+            None => shared::say!("ok   {} ({} windows)", path.display(), e.windows),
         }
     }
     if !bad.is_empty() {
@@ -42,7 +42,7 @@ pub fn verify(dir: &Path) -> Result<()> {
             bad.join(", ")
         );
     }
-    eprintln!(
+    shared::say!(
         "{}: all {} shard(s) verified",
         dir.display(),
         m.shards.len()

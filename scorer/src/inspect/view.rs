@@ -207,6 +207,7 @@ fn set_tokenizer(set: &ScoreSet) -> Result<Tokenizer> {
 }
 
 pub fn run(a: &ViewArgs) -> Result<()> {
+    shared::util::ratio::check_ratio("--ratio", a.ratio).map_err(anyhow::Error::msg)?;
     let set = ScoreSet::open(a.set)?;
     if !set.scored() {
         bail!("{}: a pack-only set has no losses to show", a.set.display());
@@ -320,7 +321,7 @@ pub fn run(a: &ViewArgs) -> Result<()> {
     }
     html.push_str("</body></html>\n");
     shared::util::atomic::write_file(a.out, html.as_bytes())?;
-    eprintln!("wrote {} ({} documents)", a.out.display(), chosen.len());
+    shared::say!("wrote {} ({} documents)", a.out.display(), chosen.len());
     Ok(())
 }
 

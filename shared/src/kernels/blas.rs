@@ -97,7 +97,7 @@ pub fn init() -> Result<()> {
 pub fn init_and_report() -> Result<()> {
     init()?;
     if loaded_sgemm().is_some() {
-        eprintln!(
+        crate::say!(
             "matmul: {} (RHO1_GEMM=builtin for the built-in one)",
             describe()
         );

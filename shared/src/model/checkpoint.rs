@@ -18,6 +18,71 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
+/// Says what is wrong with a `--model` / `--init` path that is neither a
+/// GGUF file nor a checkpoint directory: no such path, a file inside a
+/// checkpoint, a training run's directory (whose model is in `final/`), a
+/// directory without `config.json`.
+pub fn check_model_path(path: &Path) -> Result<()> {
+    if crate::util::gguf::is_gguf(path) {
+        return Ok(());
+    }
+    let what = "expected a checkpoint directory (config.json + model.safetensors) or a GGUF file";
+    if !path.exists() {
+        return Err(Error::checkpoint(
+            path,
+            format!("no such file or directory; {what}"),
+        ));
+    }
+    if path.is_file() {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let inside = [CONFIG_FILE, WEIGHTS_FILE, INDEX_FILE, TOKENIZER_FILE]
+            .contains(&name.as_ref())
+            || name.ends_with(".safetensors");
+        let parent = path.parent().unwrap_or(Path::new("."));
+        return Err(Error::checkpoint(
+            path,
+            if inside {
+                format!(
+                    "a file inside a checkpoint: pass its directory, {}",
+                    parent.display()
+                )
+            } else {
+                format!("not a GGUF file; {what}")
+            },
+        ));
+    }
+    if path.join(CONFIG_FILE).is_file() {
+        return Ok(());
+    }
+    let final_dir = path.join("final");
+    Err(Error::checkpoint(
+        path,
+        if final_dir.join(CONFIG_FILE).is_file() {
+            format!(
+                "a training run's directory, not a checkpoint: did you mean {}?",
+                final_dir.display()
+            )
+        } else if path.join("checkpoints").is_dir() {
+            format!(
+                "a training run's directory without final/ yet: pass one of {}/step-*",
+                path.join("checkpoints").display()
+            )
+        } else {
+            format!("no {CONFIG_FILE}; {what}")
+        },
+    ))
+}
+
+/// The tokenizer a model carries: a GGUF file's own, or a checkpoint
+/// directory's `tokenizer.json` (None where it has none).
+pub fn own_tokenizer(model: &Path) -> Option<PathBuf> {
+    if model.is_file() {
+        return crate::util::gguf::is_gguf(model).then(|| model.to_path_buf());
+    }
+    let p = model.join(TOKENIZER_FILE);
+    p.is_file().then_some(p)
+}
+
 /// A loaded checkpoint: its config and its weights, checked against the config.
 pub struct Checkpoint {
     pub dir: PathBuf,
@@ -37,12 +102,10 @@ impl Checkpoint {
                 tensors,
             });
         }
-        if !dir.is_dir() {
-            return Err(Error::checkpoint(dir, "not a directory"));
-        }
+        check_model_path(dir)?;
         let config = LlamaConfig::load(&dir.join(CONFIG_FILE)).map_err(|e| match e {
-            Error::Io { source, .. } => {
-                Error::checkpoint(dir, format!("cannot read {CONFIG_FILE}: {source}"))
+            Error::Io { cause, .. } => {
+                Error::checkpoint(dir, format!("cannot read {CONFIG_FILE}: {cause}"))
             }
             other => other,
         })?;

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The names [`LlamaConfig::preset`] knows, smallest first.
+pub const MODEL_SIZES: [&str; 4] = ["debug", "tiny", "small", "medium"];
+
 /// The architecture family, as `model_type` names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -266,7 +269,7 @@ impl LlamaConfig {
         Ok(())
     }
 
-    /// A named size for quick runs from scratch.
+    /// A named size for quick runs from scratch (one of [`MODEL_SIZES`]).
     pub fn preset(name: &str, vocab_size: usize) -> Result<Self> {
         // (hidden, intermediate, layers, heads, kv heads)
         let (h, i, l, n, kv) = match name {

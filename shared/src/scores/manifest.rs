@@ -33,6 +33,17 @@ pub struct TokenizerInfo {
     pub eos_token_id: u32,
 }
 
+impl TokenizerInfo {
+    pub fn of(t: &crate::text::tokenizer::Tokenizer) -> Self {
+        TokenizerInfo {
+            fingerprint: t.fingerprint().to_string(),
+            vocab_size: t.vocab_size(),
+            eos_token: t.eos_token().to_string(),
+            eos_token_id: t.eos_id(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// SHA-256 over config.json and the weight files.

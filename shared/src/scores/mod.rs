@@ -1,6 +1,7 @@
 //! Score sets: the versioned on-disk contract between `scorer` and
 //! `trainer` (token shards, manifest, side tables) and the reader over them.
 
+pub mod compat; // whether a model and token data belong together
 pub mod manifest; // job.json and manifest.json
 pub mod scoreset; // a complete set, checked and memory-mapped
 pub mod shards; // the token-row Parquet shards

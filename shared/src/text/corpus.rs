@@ -35,6 +35,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// How a log line names files of this format.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::Jsonl => "JSON Lines",
+            Format::JsonlZstd => "zstd JSON Lines",
+            Format::Parquet => "Parquet",
+            Format::Text => "plain text (one document each)",
+        }
+    }
+
     pub fn of(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
         if name.ends_with(".jsonl.zst")
@@ -54,62 +64,134 @@ impl Format {
     }
 }
 
+/// Why a file found in a directory or by a glob is not read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Skip {
+    /// Its name starts with a dot (or a directory above it, below the input, does).
+    Hidden,
+    /// Its name has no corpus format's extension; carries the extension.
+    NoFormat(String),
+}
+
+/// The corpus files that inputs name, and the files their directories and
+/// globs held that are not read.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub files: Vec<PathBuf>,
+    pub skipped: Vec<(PathBuf, Skip)>,
+}
+
+impl Inputs {
+    /// One line for the log: the files read, by format, and those skipped, by reason.
+    pub fn describe(&self) -> String {
+        let mut formats: std::collections::BTreeMap<&str, usize> = Default::default();
+        for f in &self.files {
+            *formats
+                .entry(Format::of(f).map_or("?", Format::describe))
+                .or_default() += 1;
+        }
+        let read: Vec<String> = formats.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let mut line = format!("corpus: {} file(s): {}", self.files.len(), read.join(", "));
+        if !self.skipped.is_empty() {
+            let mut why: std::collections::BTreeMap<String, usize> = Default::default();
+            for (_, skip) in &self.skipped {
+                let reason = match skip {
+                    Skip::Hidden => "hidden".to_string(),
+                    Skip::NoFormat(ext) => format!("{ext}: not a corpus format"),
+                };
+                *why.entry(reason).or_default() += 1;
+            }
+            let why: Vec<String> = why.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            line += &format!("; skipped {} ({})", self.skipped.len(), why.join(", "));
+        }
+        line
+    }
+}
+
+/// What a found file contributes: its format, or why it is skipped. One rule
+/// for directory walks, globs and named files (a named file that would be
+/// skipped for its format is an error; a named hidden file is read, as asked).
+fn classify(path: &Path) -> std::result::Result<Format, Skip> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name.starts_with('.') {
+        return Err(Skip::Hidden);
+    }
+    Format::of(path).ok_or_else(|| {
+        let ext = name.rfind('.').map_or("no extension".to_string(), |i| {
+            name[i..].to_ascii_lowercase()
+        });
+        Skip::NoFormat(ext)
+    })
+}
+
 /// Expands files, directories and glob patterns into a list of corpus files.
 /// Order: arguments as given; within a directory or glob, sorted by path.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// Directories are searched recursively; hidden files and directories and
+/// files of no corpus format are skipped and listed in [`Inputs::skipped`].
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
+    let mut out = Inputs::default();
     for input in inputs {
         let s = input.to_string_lossy();
+        let mut found = Vec::new();
         if input.is_dir() {
-            let mut found = Vec::new();
             walk(input, &mut found)?;
-            found.sort();
-            if found.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{}: directory holds no corpus files (.jsonl, .jsonl.zst, .parquet, .txt)",
-                    input.display()
-                )));
-            }
-            out.extend(found);
         } else if input.is_file() {
-            if Format::of(input).is_none() {
+            if let Err(Skip::NoFormat(ext)) = classify(input) {
                 return Err(Error::corpus(
                     input,
                     "file name",
-                    "unknown corpus format: expected .jsonl, .jsonl.zst, .parquet or .txt",
+                    format!("unknown corpus format ({ext}): {FORMATS}"),
                 ));
             }
-            out.push(input.clone());
+            out.files.push(input.clone());
+            continue;
         } else if s.contains(['*', '?', '[']) {
             let paths =
                 glob::glob(&s).map_err(|e| Error::Invalid(format!("bad glob {s:?}: {e}")))?;
-            let mut found: Vec<PathBuf> = paths
-                .filter_map(|p| p.ok())
-                .filter(|p| p.is_file() && Format::of(p).is_some())
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "glob {s:?} matches no corpus files"
-                )));
-            }
-            out.extend(found);
+            found.extend(paths.filter_map(|p| p.ok()).filter(|p| p.is_file()));
         } else {
             return Err(Error::io(
                 input,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
             ));
         }
+        found.sort();
+        let before = out.files.len();
+        for p in found {
+            match classify(&p) {
+                Ok(_) => out.files.push(p),
+                Err(why) => out.skipped.push((p, why)),
+            }
+        }
+        if out.files.len() == before {
+            let what = if input.is_dir() { "directory" } else { "glob" };
+            return Err(Error::Invalid(format!(
+                "{what} {} holds no corpus files ({FORMATS}){}",
+                input.display(),
+                match out.skipped.len() {
+                    0 => String::new(),
+                    n => format!("; {n} other file(s) skipped"),
+                }
+            )));
+        }
     }
     Ok(out)
 }
 
+/// The formats, as messages name them.
+const FORMATS: &str = "expected .jsonl, .json, .ndjson (optionally .zst), .parquet, .txt or .md";
+
+/// Every file below `dir`; hidden directories are not entered, their files
+/// counted as hidden.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        if p.is_dir() {
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if p.is_dir() && !hidden {
             walk(&p, out)?;
-        } else if Format::of(&p).is_some() {
+        } else {
             out.push(p);
         }
     }
@@ -120,6 +202,8 @@ enum Source {
     Lines(Box<dyn BufRead + Send>),
     Parquet {
         reader: ParquetRecordBatchReader,
+        /// The text column's name; columns are looked up by name in each batch.
+        text_field: String,
         pending: std::vec::IntoIter<(String, Option<String>)>,
     },
     Text(Option<String>),
@@ -274,7 +358,11 @@ impl Corpus {
                     original_id,
                 }))
             }
-            Source::Parquet { reader, pending } => loop {
+            Source::Parquet {
+                reader,
+                text_field,
+                pending,
+            } => loop {
                 if let Some((text, original_id)) = pending.next() {
                     let record = self.record;
                     self.record += 1;
@@ -290,7 +378,7 @@ impl Corpus {
                 let Some(batch) = next else {
                     return Ok(None);
                 };
-                *pending = parquet_rows(&path, &batch, self.record)?.into_iter();
+                *pending = parquet_rows(&path, &batch, text_field, self.record)?.into_iter();
             },
             Source::Text(doc) => Ok(doc.take().map(|text| Document {
                 text,
@@ -394,33 +482,40 @@ fn open_parquet(path: &Path, file: File, text_field: &str) -> Result<Source> {
         .map_err(|e| Error::corpus(path, "footer", format!("not a readable Parquet file: {e}")))?;
     Ok(Source::Parquet {
         reader,
+        text_field: text_field.to_string(),
         pending: Vec::new().into_iter(),
     })
 }
 
+/// The rows of one batch as (text, id). A projection returns its columns in
+/// the file's order, not in the order asked, so both are found by name.
 fn parquet_rows(
     path: &Path,
     batch: &arrow::record_batch::RecordBatch,
+    text_field: &str,
     first_row: u64,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let texts = string_values(batch.column(0).as_ref());
-    let ids = if batch.num_columns() > 1 {
-        let col = batch.column(1);
-        Some(match col.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                string_values(col.as_ref())
-            }
-            _ => (0..col.len())
-                .map(|i| {
-                    (!col.is_null(i)).then(|| {
-                        arrow::util::display::array_value_to_string(col, i).unwrap_or_default()
-                    })
+    let text_col = batch.column_by_name(text_field).ok_or_else(|| {
+        Error::corpus(
+            path,
+            format!("row {first_row}"),
+            format!("no column {text_field:?} in the rows read"),
+        )
+    })?;
+    let texts = string_values(text_col.as_ref());
+    let id_col = (text_field != "id")
+        .then(|| batch.column_by_name("id"))
+        .flatten();
+    let ids = id_col.map(|col| match col.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => string_values(col.as_ref()),
+        _ => (0..col.len())
+            .map(|i| {
+                (!col.is_null(i)).then(|| {
+                    arrow::util::display::array_value_to_string(col, i).unwrap_or_default()
                 })
-                .collect(),
-        })
-    } else {
-        None
-    };
+            })
+            .collect(),
+    });
     texts
         .into_iter()
         .enumerate()
@@ -459,5 +554,115 @@ fn string_values(col: &dyn Array) -> Vec<Option<String>> {
             .map(|(i, s)| s.and_then(|s| get(i, s)))
             .collect(),
         _ => vec![None; col.len()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    const TEXTS: [&str; 3] = ["first document", "second one", "the third"];
+
+    fn strings(v: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(v.to_vec()))
+    }
+
+    /// A Parquet file of the given columns, in the given order.
+    fn write_parquet(name: &str, cols: Vec<(&str, ArrayRef)>) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rho1-corpus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.parquet"));
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let mut w =
+            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    fn read(path: PathBuf, text_field: &str) -> Vec<(String, Option<String>)> {
+        Corpus::new(vec![path], text_field)
+            .map(|d| d.map(|d| (d.text, d.original_id)))
+            .collect::<Result<_>>()
+            .unwrap()
+    }
+
+    fn expect(ids: Option<[&str; 3]>) -> Vec<(String, Option<String>)> {
+        (0..3)
+            .map(|i| (TEXTS[i].to_string(), ids.map(|ids| ids[i].to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn parquet_text_is_read_by_name_when_a_string_id_comes_first() {
+        let p = write_parquet(
+            "id_first",
+            vec![("id", strings(&["a", "b", "c"])), ("text", strings(&TEXTS))],
+        );
+        assert_eq!(read(p, "text"), expect(Some(["a", "b", "c"])));
+    }
+
+    #[test]
+    fn parquet_text_is_read_by_name_when_an_integer_id_comes_first() {
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 9]));
+        let p = write_parquet("int_id_first", vec![("id", ids), ("text", strings(&TEXTS))]);
+        assert_eq!(read(p, "text"), expect(Some(["7", "8", "9"])));
+    }
+
+    #[test]
+    fn parquet_text_is_read_by_name_when_the_id_comes_after() {
+        let p = write_parquet(
+            "id_after",
+            vec![("text", strings(&TEXTS)), ("id", strings(&["a", "b", "c"]))],
+        );
+        assert_eq!(read(p, "text"), expect(Some(["a", "b", "c"])));
+    }
+
+    #[test]
+    fn parquet_text_without_an_id_column_has_no_ids() {
+        let p = write_parquet("no_id", vec![("text", strings(&TEXTS))]);
+        assert_eq!(read(p, "text"), expect(None));
+    }
+
+    #[test]
+    fn parquet_wikipedia_layout_reads_the_text_column() {
+        // The Hugging Face Wikipedia dumps: (id, url, title, text).
+        let p = write_parquet(
+            "wikipedia",
+            vec![
+                ("id", strings(&["12", "25", "39"])),
+                ("url", strings(&["u1", "u2", "u3"])),
+                ("title", strings(&["T1", "T2", "T3"])),
+                ("text", strings(&TEXTS)),
+            ],
+        );
+        assert_eq!(read(p, "text"), expect(Some(["12", "25", "39"])));
+    }
+
+    #[test]
+    fn parquet_text_field_option_reads_the_named_column_among_others() {
+        let p = write_parquet(
+            "content",
+            vec![
+                ("title", strings(&["T1", "T2", "T3"])),
+                ("id", strings(&["a", "b", "c"])),
+                ("content", strings(&TEXTS)),
+                ("text", strings(&["x", "y", "z"])),
+            ],
+        );
+        assert_eq!(read(p, "content"), expect(Some(["a", "b", "c"])));
+    }
+
+    #[test]
+    fn parquet_text_field_named_id_is_the_text_and_no_id() {
+        let p = write_parquet(
+            "text_is_id",
+            vec![("n", strings(&["1", "2", "3"])), ("id", strings(&TEXTS))],
+        );
+        assert_eq!(read(p, "id"), expect(None));
     }
 }

@@ -64,7 +64,9 @@ impl Tokenizer {
             from_gguf(path)?
         } else {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            tokenizers::Tokenizer::from_bytes(&bytes)
+            // Editors on Windows may save a UTF-8 byte-order mark; JSON has none.
+            let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+            tokenizers::Tokenizer::from_bytes(bytes)
                 .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?
         };
         let (eos_token, eos_id) = match eos {
@@ -123,6 +125,12 @@ impl Tokenizer {
     }
 
     /// Number of ids, added tokens included (ids are 0..vocab_size).
+    /// Whether every token string has the same id in both (added tokens
+    /// included): the ids of one mean the same to a model of the other.
+    pub fn same_vocabulary(&self, other: &Tokenizer) -> bool {
+        self.inner.get_vocab(true) == other.inner.get_vocab(true)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
@@ -330,8 +338,17 @@ where
         .with_decoder(Some(ByteLevel::new(false, true, true)))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    tok.train(&mut trainer, texts)
+    let docs = std::sync::atomic::AtomicU64::new(0);
+    let counted = texts.inspect(|_| {
+        docs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    tok.train(&mut trainer, counted)
         .map_err(|e| err(format!("training failed: {e}")))?;
+    if docs.into_inner() == 0 {
+        return Err(err(
+            "the corpus holds no documents (every one empty, or none read): nothing to learn merges from".into(),
+        ));
+    }
     let tok: tokenizers::Tokenizer = tok.into();
     let json = tok.to_string(true).map_err(|e| err(e.to_string()))?;
     crate::util::atomic::write_file(out, json.as_bytes())
@@ -340,6 +357,36 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tokenizer_json_saved_with_a_byte_order_mark_loads_as_the_same_tokenizer() {
+        let dir = std::env::temp_dir().join(format!("rho1-tok-bom-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("tokenizer.json");
+        train_bpe((0..20).map(|i| format!("text number {i}")), 270, &plain).unwrap();
+        let bom = dir.join("bom.json");
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(std::fs::read(&plain).unwrap());
+        std::fs::write(&bom, bytes).unwrap();
+        let (a, b) = (
+            Tokenizer::load(&plain, None).unwrap(),
+            Tokenizer::load(&bom, None).unwrap(),
+        );
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert!(a.same_vocabulary(&b));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corpus_without_documents_trains_no_tokenizer() {
+        let dir = std::env::temp_dir().join(format!("rho1-tok-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("tokenizer.json");
+        let e = train_bpe(std::iter::empty(), 300, &out).unwrap_err();
+        assert!(e.to_string().contains("no documents"), "{e}");
+        assert!(!out.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn token_bytes_rebuild_the_text_even_inside_a_character() {

@@ -25,7 +25,7 @@ pub fn point(name: &str) {
     if hit < nth {
         return;
     }
-    eprintln!("fault injection: SIGKILL at {name} (hit {hit})");
+    crate::say!("fault injection: SIGKILL at {name} (hit {hit})");
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &std::process::id().to_string()])
         .status();

@@ -7,6 +7,10 @@ pub mod fault; // fault injection points for the crash tests
 pub mod gguf; // the GGUF container: metadata look-ups, tensors dequantized
 pub mod guard; // decoder panics caught and turned into errors
 pub mod hash; // SHA-256 fingerprints
+pub mod interrupt; // SIGTERM / SIGINT as a request to stop between steps
+pub mod outdir; // an --out that is new, empty or ours; never inside an input
 pub mod parquet; // checks every Parquet reader runs before decoding untrusted files
 pub mod progress; // progress bars and log lines for long jobs
+pub mod ratio; // the (0, 1] check of every keep-ratio flag
 pub mod rng; // the seeded SplitMix64 generator and permutations
+pub mod say; // say! and out!: lines that a closed pipe cannot turn into a panic

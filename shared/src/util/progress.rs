@@ -14,13 +14,15 @@ pub struct Progress {
     start: Instant,
     last_line: Instant,
     bar: Option<ProgressBar>,
+    /// A figure shown after the count (e.g. the last step's loss).
+    note: String,
 }
 
 impl Progress {
     pub fn new(label: &str, unit: &str, total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
-            let template = format!("{label} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} elapsed {{elapsed}} ETA {{eta}}");
+            let template = format!("{label} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} elapsed {{elapsed}} ETA {{eta}} {{msg}}");
             if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -34,7 +36,40 @@ impl Progress {
             start: Instant::now(),
             last_line: Instant::now(),
             bar,
+            note: String::new(),
         }
+    }
+
+    /// Progress of work whose total is not known ahead: a spinner with the
+    /// count and rate on a terminal, plain lines every 10 s otherwise.
+    pub fn counter(label: &str, unit: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            let template =
+                format!("{label} {{spinner}} {{pos}} {unit} {{per_sec}} elapsed {{elapsed}}");
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress {
+            label: label.to_string(),
+            unit: unit.to_string(),
+            total: 0,
+            done: 0,
+            start: Instant::now(),
+            last_line: Instant::now(),
+            bar,
+            note: String::new(),
+        }
+    }
+
+    /// Sets the figure shown with the count from now on.
+    pub fn note(&mut self, note: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(note.clone());
+        }
+        self.note = note;
     }
 
     pub fn inc(&mut self, n: u64) {
@@ -50,6 +85,18 @@ impl Progress {
     fn line(&self) {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let rate = self.done as f64 / secs;
+        if self.total == 0 {
+            crate::say!(
+                "{}: {} {}, {} {}/s, elapsed {}",
+                self.label,
+                self.done,
+                self.unit,
+                fmt_rate(rate),
+                self.unit,
+                fmt_secs(secs)
+            );
+            return;
+        }
         let eta = if rate > 0.0 && self.total > self.done {
             (self.total - self.done) as f64 / rate
         } else {
@@ -60,8 +107,13 @@ impl Progress {
         } else {
             100.0
         };
-        eprintln!(
-            "{}: {}/{} {} ({pct:.1}%), {} {}/s, elapsed {}, ETA {}",
+        let note = if self.note.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", self.note)
+        };
+        crate::say!(
+            "{}: {}/{} {} ({pct:.1}%), {} {}/s, elapsed {}, ETA {}{note}",
             self.label,
             self.done,
             self.total,

@@ -170,7 +170,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         gemm,
     };
     if a.json {
-        println!("{}", fig.json(a, &cfg));
+        shared::out!("{}", fig.json(a, &cfg));
     } else {
         fig.print(a, &cfg, t);
     }
@@ -254,7 +254,7 @@ impl Figures {
 
     fn print(&self, a: &BenchArgs, cfg: &LlamaConfig, t: usize) {
         let (c, s, r, f, gemm) = (&self.clm, &self.slm, self.read, self.score, self.gemm);
-        println!(
+        shared::out!(
         "model {} ({:.2}M params) on {} in {}, batch {} x {t}, {} measured steps of each, {} threads, GEMM: {}",
         a.model_size,
         cfg.num_params() as f64 / 1e6,
@@ -265,34 +265,34 @@ impl Figures {
         candle_core::utils::get_num_threads(),
         shared::kernels::gemm::backend()
     );
-        println!(
+        shared::out!(
             "CLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
             c.median * 1e3,
             c.lo * 1e3,
             c.hi * 1e3,
             self.tokens / c.median
         );
-        println!(
+        shared::out!(
             "SLM step      {:8.1} ms  (min {:.1}, max {:.1})  {:8.0} tok/s",
             s.median * 1e3,
             s.lo * 1e3,
             s.hi * 1e3,
             self.tokens / s.median
         );
-        println!("SLM / CLM     {:8.3}", s.median / c.median);
-        println!(
+        shared::out!("SLM / CLM     {:8.3}", s.median / c.median);
+        shared::out!(
             "scoring       {:8.1} ms                       {:8.0} tok/s  ({:.1} GFLOP/s)",
             f * 1e3,
             self.tokens / f,
             self.score_flops / f / 1e9
         );
-        println!(
+        shared::out!(
             "reading a batch (tokens + ref_loss) {:.3} ms = {:.2}% of an SLM step; rows decoded / rows used {:.2}",
             r * 1e3,
             100.0 * r / s.median,
             self.amplification
         );
-        println!(
+        shared::out!(
             "achieved {:.1} GFLOP/s = {:.0}% of measured {} GEMM ({gemm:.1} GFLOP/s)",
             self.flops / c.median / 1e9,
             100.0 * self.flops / c.median / 1e9 / gemm,

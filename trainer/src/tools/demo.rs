@@ -10,7 +10,8 @@
 //! 6. evaluate all three on the held-out clean split; write a report
 //!
 //! Every stage is skipped when its output is complete, and resumed when a
-//! run was interrupted.
+//! run was interrupted; a stage made with other settings is refused, naming
+//! them ([`crate::tools::demo_stages`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +21,9 @@ use clap::Args;
 
 use crate::args::{cli_name, Objective, TrainArgs};
 use crate::select::Method;
+use crate::tools::demo_stages::{with, Made, Stages};
 use crate::tools::plot::{svg, Chart, Series};
+use serde_json::json;
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -36,8 +39,8 @@ pub struct DemoArgs {
     /// Tokens per window.
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
-    /// Model size of all three models (debug, tiny, small, medium).
-    #[arg(long, default_value = "tiny")]
+    /// Model size of all three models.
+    #[arg(long, default_value = "tiny", value_parser = shared::model::config::MODEL_SIZES)]
     pub model_size: String,
     /// Steps of the reference model on clean text.
     #[arg(long, default_value_t = 400)]
@@ -82,7 +85,7 @@ fn scorer_bin() -> Result<PathBuf> {
 
 fn scorer(args: &[&str]) -> Result<()> {
     let bin = scorer_bin()?;
-    eprintln!("$ scorer {}", args.join(" "));
+    shared::say!("$ scorer {}", args.join(" "));
     let status = Command::new(&bin)
         .args(args)
         .status()
@@ -97,31 +100,76 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
-/// Trains unless the run already reached its last step; resumes a partial run.
-fn train_stage(
-    a: &DemoArgs,
-    out: &Path,
-    data: &Path,
+/// A training run of the demo: where, on what, how long, and what defines it.
+struct TrainStage {
+    out: PathBuf,
+    data: PathBuf,
     objective: Objective,
     steps: u64,
     seed: u64,
-    eval: &Path,
-) -> Result<()> {
+    made: Made,
+}
+
+/// Trains unless the run already reached its last step; resumes a partial
+/// run. False when a signal stopped it (its checkpoint saved): the demo ends
+/// there, and a rerun continues.
+fn train_stage(a: &DemoArgs, stages: &mut Stages, t: &TrainStage, eval: &Path) -> Result<bool> {
+    let (out, steps) = (&t.out, t.steps);
+    stages.claim(out, &t.made)?;
     if let Ok(st) = crate::state::load_state(&out.join("final")) {
         if st.step == steps {
-            eprintln!(
+            shared::say!(
                 "= {} is complete ({steps} steps), reusing it",
                 out.display()
             );
-            return Ok(());
+            return Ok(true);
         }
     }
     let resume = out.join(crate::train::METRICS_FILE).exists();
-    let argv = train_argv(a, out, data, objective, steps, seed, eval, resume);
-    eprintln!("$ trainer train {}", argv.join(" "));
+    let argv = train_argv(a, out, &t.data, t.objective, steps, t.seed, eval, resume);
+    shared::say!("$ trainer train {}", argv.join(" "));
     let args = parse_train_args(&argv)?;
     crate::train::run(&args.resolve()?)?;
-    Ok(())
+    Ok(!shared::util::interrupt::stopped())
+}
+
+/// Step 5's runs: the CLM baseline and SLM on the noisy shards, named by
+/// seed (and SLM by its rule), so that other seeds and rules add runs.
+fn target_stages(a: &DemoArgs, runs: &Path, noisy_set: &Path) -> [TrainStage; 2] {
+    let tag = format!("seed{}", a.seed);
+    let noise = a
+        .noise_quantile
+        .map(|q| format!("-nq{q}"))
+        .unwrap_or_default();
+    let slm_name = format!("slm-{:?}-k{}{noise}-{tag}", a.select, a.select_ratio).to_lowercase();
+    let made_clm = with(
+        &made_reference(a),
+        &[
+            ("steps", json!(a.steps)),
+            ("seed", json!(a.seed)),
+            ("eval_every", json!(a.eval_every)),
+        ],
+    );
+    let made_slm = with(
+        &made_clm,
+        &[
+            ("select", json!(cli_name(&a.select))),
+            ("select_ratio", json!(a.select_ratio)),
+            ("noise_quantile", json!(a.noise_quantile)),
+        ],
+    );
+    let stage = |name: String, objective, made| TrainStage {
+        out: runs.join(name),
+        data: noisy_set.to_path_buf(),
+        objective,
+        steps: a.steps,
+        seed: a.seed,
+        made,
+    };
+    [
+        stage(format!("clm-{tag}"), Objective::Clm, made_clm),
+        stage(slm_name, Objective::Slm, made_slm),
+    ]
 }
 
 /// The `trainer train` flags of a demo stage, as a user would type them:
@@ -206,18 +254,45 @@ pub fn steps_to_reach(curve: &[(f64, f64, f64)], target: f64) -> Option<f64> {
     })
 }
 
+/// What defines the tokenizer: its size and the data it learns from.
+fn made_tokenizer(a: &DemoArgs) -> Made {
+    with(
+        &Made::new(),
+        &[
+            ("vocab_size", json!(a.vocab_size)),
+            ("data_dir", json!(a.data_dir)),
+        ],
+    )
+}
+
+/// What defines the reference model (and the noisy set it scores).
+fn made_reference(a: &DemoArgs) -> Made {
+    with(
+        &made_tokenizer(a),
+        &[
+            ("seq_len", json!(a.seq_len)),
+            ("model_size", json!(a.model_size)),
+            ("ref_steps", json!(a.ref_steps)),
+            ("batch_size", json!(a.batch_size)),
+        ],
+    )
+}
+
 /// Steps 1-2: the tokenizer (trained on the clean split) and the packed clean
 /// splits, each skipped when a previous run left it complete.
 fn pack_clean(
     a: &DemoArgs,
+    stages: &mut Stages,
     tok: &Path,
     splits: &[(&PathBuf, &PathBuf)],
     th: &[&str],
 ) -> Result<()> {
     let seq = a.seq_len.to_string();
     let clean = splits[0].0;
+    let made_tok = made_tokenizer(a);
+    stages.claim(tok, &made_tok)?;
     if tok.is_file() {
-        eprintln!("= {} exists, reusing it", tok.display());
+        shared::say!("= {} exists, reusing it", tok.display());
     } else {
         scorer(&[
             "tokenizer",
@@ -230,8 +305,9 @@ fn pack_clean(
         ])?;
     }
     for &(src, out) in splits {
+        stages.claim(out, &with(&made_tok, &[("seq_len", json!(a.seq_len))]))?;
         if out.join("manifest.json").is_file() {
-            eprintln!("= {} is complete, reusing it", out.display());
+            shared::say!("= {} is complete, reusing it", out.display());
         } else {
             let mut args = vec![
                 "pack",
@@ -254,13 +330,15 @@ fn pack_clean(
 /// Step 4: the noisy corpus scored by the reference model.
 fn score_noisy(
     a: &DemoArgs,
+    stages: &mut Stages,
     model: &Path,
     noisy_src: &Path,
     noisy_set: &Path,
     th: &[&str],
 ) -> Result<()> {
+    stages.claim(noisy_set, &made_reference(a))?;
     if noisy_set.join("manifest.json").is_file() {
-        eprintln!("= {} is complete, reusing it", noisy_set.display());
+        shared::say!("= {} is complete, reusing it", noisy_set.display());
         return Ok(());
     }
     let seq = a.seq_len.to_string();
@@ -380,60 +458,51 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         sets.join("clean-heldout"),
         sets.join("noisy-scored"),
     );
+    let mut stages = Stages::open(w)?;
     pack_clean(
         a,
+        &mut stages,
         &tok,
         &[(&clean, &clean_set), (&heldout_src, &heldout_set)],
         &th,
     )?;
     // 3. reference model
     let runs = w.join("runs");
-    let reference = runs.join("reference");
-    train_stage(
-        a,
-        &reference,
-        &clean_set,
-        Objective::Clm,
-        a.ref_steps,
-        0,
-        &heldout_set,
-    )?;
+    let reference = TrainStage {
+        out: runs.join("reference"),
+        data: clean_set.clone(),
+        objective: Objective::Clm,
+        steps: a.ref_steps,
+        seed: 0,
+        made: made_reference(a),
+    };
+    if !train_stage(a, &mut stages, &reference, &heldout_set)? {
+        return Ok(());
+    }
     // 4. score the noisy corpus (a rerun of the same command resumes or skips)
-    score_noisy(a, &reference.join("final"), &noisy_src, &noisy_set, &th)?;
+    let reference_final = reference.out.join("final");
+    score_noisy(
+        a,
+        &mut stages,
+        &reference_final,
+        &noisy_src,
+        &noisy_set,
+        &th,
+    )?;
     // 5. CLM baseline and SLM on the noisy shards
-    let tag = format!("seed{}", a.seed);
-    let clm = runs.join(format!("clm-{tag}"));
-    let noise = a
-        .noise_quantile
-        .map(|q| format!("-nq{q}"))
-        .unwrap_or_default();
-    let slm =
-        runs.join(format!("slm-{:?}-k{}{noise}-{tag}", a.select, a.select_ratio).to_lowercase());
-    train_stage(
-        a,
-        &clm,
-        &noisy_set,
-        Objective::Clm,
-        a.steps,
-        a.seed,
-        &heldout_set,
-    )?;
-    train_stage(
-        a,
-        &slm,
-        &noisy_set,
-        Objective::Slm,
-        a.steps,
-        a.seed,
-        &heldout_set,
-    )?;
+    let [clm, slm] = target_stages(a, &runs, &noisy_set);
+    for stage in [&clm, &slm] {
+        if !train_stage(a, &mut stages, stage, &heldout_set)? {
+            return Ok(());
+        }
+    }
 
     // 6. report
-    let (md, chart) = report(a, &reference, &clm, &slm)?;
+    let (md, chart) = report(a, &reference.out, &clm.out, &slm.out)?;
     shared::util::atomic::write_file(&w.join("heldout_loss.svg"), chart.as_bytes())?;
     shared::util::atomic::write_file(&w.join("report.md"), md.as_bytes())?;
-    println!("\n{md}");
-    eprintln!(
+    shared::out!("\n{md}");
+    shared::say!(
         "report: {} (and heldout_loss.svg), {:.1} min in all",
         w.join("report.md").display(),
         started.elapsed().as_secs_f64() / 60.0

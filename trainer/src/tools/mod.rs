@@ -2,6 +2,7 @@
 
 pub mod bench; // `trainer bench`: CLM and SLM step times side by side
 pub mod demo; // `trainer demo`: the whole pipeline on the embedded corpus
+pub mod demo_stages; // what made each stage of a demo work directory
 pub mod plot; // dependency-free SVG line charts
 pub mod read_bench; // `trainer read-bench`: the training reader alone, one epoch
 pub mod report; // `trainer report`: seed-grouped tables and plots of runs

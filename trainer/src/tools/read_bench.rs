@@ -55,9 +55,9 @@ pub fn run(a: &ReadBenchArgs) -> Result<()> {
         "token_checksum": checksum,
     });
     if a.json {
-        println!("{fig}");
+        shared::out!("{fig}");
     } else {
-        println!(
+        shared::out!(
             "{tokens} tokens in {secs:.2} s: {:.2}M tokens/s with {} read thread(s); waited {wait:.2} s; rows decoded / used {:.3}; peak RSS {:.0} MB",
             tokens as f64 / secs / 1e6,
             a.read_threads,

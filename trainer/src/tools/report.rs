@@ -16,7 +16,8 @@ pub struct ReportArgs {
     /// Run directories (each with metrics.jsonl).
     #[arg(long, required = true, num_args = 1..)]
     pub run: Vec<PathBuf>,
-    /// Where to write the plots (report.svg) and the table (report.md).
+    /// Directory for the table (report.md) and its plots: report-1.svg
+    /// (held-out loss), report-2.svg (training losses), report-3.svg (selection).
     #[arg(long, default_value = "report")]
     pub out: PathBuf,
 }
@@ -153,8 +154,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         "\n![held-out](report-1.svg)\n\n![losses](report-2.svg)\n\n![selection](report-3.svg)\n",
     );
     shared::util::atomic::write_file(&a.out.join("report.md"), md.as_bytes())?;
-    println!("{md}");
-    eprintln!("wrote {}", a.out.join("report.md").display());
+    shared::out!("{md}");
+    shared::say!("wrote {}", a.out.join("report.md").display());
     Ok(())
 }
 

@@ -27,13 +27,15 @@ pub struct SelectionArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Size of the fresh model.
-    #[arg(long, default_value = "tiny")]
+    #[arg(long, default_value = "tiny", value_parser = shared::model::config::MODEL_SIZES)]
     pub model_size: String,
     /// Seed of the data order, the fresh model and random selection (as in `trainer train`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Token selection rule (as `trainer train --select`).
     #[arg(long, value_enum, default_value = "topk-batch")]
     pub select: Method,
+    /// Fraction k of predicted tokens kept, in (0, 1].
     #[arg(long, default_value_t = 0.6)]
     pub select_ratio: f64,
     /// The noise filter of `trainer train --noise-quantile`, fitted to --data.
@@ -54,6 +56,8 @@ pub struct SelectionArgs {
 }
 
 pub fn run(a: &SelectionArgs) -> Result<()> {
+    shared::util::ratio::check_ratio("--select-ratio", a.select_ratio)
+        .map_err(anyhow::Error::msg)?;
     let dev = candle_core::Device::Cpu;
     let mut data = TrainData::open(
         std::slice::from_ref(&a.data),
@@ -132,19 +136,19 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         .map(|(label, (n, kept))| serde_json::json!({"label": label, "tokens": n, "kept": kept, "dropped_frac": 1.0 - kept / *n as f64}))
         .collect();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        shared::out!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         if let Some(f) = noise {
-            println!(
+            shared::out!(
                 "noise filter: span {}, cap {:.3} nats (quantile {} of --data)",
                 f.span,
                 f.cap,
                 a.noise_quantile.unwrap_or_default()
             );
         }
-        println!(
-            "{:?} k={} on {} batches of {} windows ({})",
-            a.select,
+        shared::out!(
+            "--select {} k={} on {} batches of {} windows ({})",
+            crate::args::cli_name(&a.select),
             a.select_ratio,
             a.batches,
             a.batch_size,
@@ -153,9 +157,9 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
                 .map(|m| m.display().to_string())
                 .unwrap_or_else(|| format!("fresh {} model, seed {}", a.model_size, a.seed))
         );
-        println!("{:<12} {:>10} {:>10}", "label", "tokens", "dropped");
+        shared::out!("{:<12} {:>10} {:>10}", "label", "tokens", "dropped");
         for (label, (n, kept)) in &tally {
-            println!(
+            shared::out!(
                 "{label:<12} {n:>10} {:>9.1}%",
                 100.0 * (1.0 - kept / *n as f64)
             );

@@ -1,0 +1,60 @@
+//! README's "The pipeline, step by step" runs as written, top to bottom,
+//! with tiny sizes substituted (each substitution must find its text, so the
+//! test notices when the README changes).
+
+use super::*;
+
+#[test]
+fn readme_step_by_step_runs_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## The pipeline, step by step")
+        .nth(1)
+        .expect("README has the step-by-step section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the section starts with a sh block");
+    let scorer = bin("scorer");
+    let mut script = block.to_string();
+    for (from, to) in [
+        (
+            "S=./target/release/scorer; T=./target/release/trainer",
+            format!("S={scorer}; T={TRAINER}"),
+        ),
+        ("--vocab-size 32000", "--vocab-size 400".into()),
+        ("--seq-len 1024", "--seq-len 32".into()),
+        ("--model-size small", "--model-size debug".into()),
+        ("--max-steps 2000", "--max-steps 3".into()),
+        ("--max-steps 10000", "--max-steps 3".into()),
+    ] {
+        assert!(
+            script.contains(from),
+            "README's step-by-step no longer says {from:?}"
+        );
+        script = script.replace(from, &to);
+    }
+    let dir = scratch("readme_step_by_step");
+    for (sub, file) in [
+        ("clean", "clean_train.jsonl.zst"),
+        ("heldout", "clean_heldout.jsonl.zst"),
+        ("web", "noisy_web.jsonl.zst"),
+    ] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::copy(data(file), dir.join(sub).join(file)).unwrap();
+    }
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the step-by-step failed:\n{err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("runs/ref/final") && table.contains("runs/slm/final"),
+        "{table}"
+    );
+    assert!(dir.join("runs/slm/final/model.safetensors").is_file());
+}
