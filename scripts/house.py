@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """The house rules, checked: no import pointing up the layers of shared/src
-(util < kernels < model, text < scores) and no function over 120 lines
+(util < kernels, select < model, text < scores) and no function over 120 lines
 outside tests, in shared/, scorer/ and trainer/. Exit 1 naming each breach."""
 import os
 import re
 import sys
 
-ORDER = {"error": 0, "util": 1, "kernels": 2, "model": 3, "text": 3, "scores": 4, "process": 5}
+ORDER = {"error": 0, "util": 1, "kernels": 2, "select": 2, "metrics": 1, "model": 3, "text": 3, "scores": 4, "process": 5}
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 breaches = []
 for crate in ("shared", "scorer", "trainer"):

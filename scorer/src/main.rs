@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+// mimalloc, told by shared::process never to purge, reuses freed pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bpe; // `scorer tokenizer`: train a byte-level BPE tokenizer
 mod derive; // sets made from sets: `scorer combine`
 mod job; // `scorer pack` and `scorer score`: plan, score shard by shard, finalize

@@ -2,21 +2,24 @@
 //!
 //! The modules are layers, each using only the ones below it: [`util`]
 //! (files, hashing, devices) < [`kernels`] (fused CPU ops, the GEMM) <
+//! [`select`] (which tokens a step trains on) <
 //! [`model`] (the decoder and its per-token loss) and [`text`] (text files
 //! become token windows) < [`scores`] (score sets, written by `scorer` and
 //! memory-mapped by `trainer`); [`process`] sets the binaries up. The
 //! reference loss and the live loss are computed by the same code.
 //!
-//! Where a new thing goes: an input format in `text/corpus.rs`, a model
+//! Where a new thing goes: a selection rule in `select/mod.rs`, an input format in `text/corpus.rs`, a model
 //! family in `model/config.rs` + `model/decoder.rs`, a checkpoint format in
 //! `model/checkpoint.rs`, a fused CPU op in `kernels/`, a shard column in `scores/shards.rs` (and the
 //! manifest's format version in `scores/manifest.rs`).
 
 pub mod error; // the library's typed errors, each naming a file and a record
 pub mod kernels; // fused CPU kernels with their own backward, the GEMM, threads
+pub mod metrics; // the lines of a run's metrics.jsonl, typed
 pub mod model; // config, decoder, per-token loss, checkpoints
 pub mod process; // the binaries' main: allocator, threads, panic hook, exit status
 pub mod scores; // score sets: token shards, manifest, side tables, the reader
+pub mod select; // token selection: the paper's rule and its variants, the noise filter, the masked mean
 pub mod text; // corpus files -> documents -> token ids -> windows
 pub mod util; // infrastructure: atomic files, hashing, RNG, progress, device, Parquet hygiene
 

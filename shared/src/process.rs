@@ -1,17 +1,18 @@
-//! What both binaries do before and after their command: the allocator,
-//! the thread pools, the panic hook, and one `error: ...` line with a
-//! non-zero exit. Above every other layer (it sets up all of them).
+//! What both binaries do before and after their command: the allocator's
+//! options, the thread pools, the panic hook, and one `error: ...` line
+//! with a non-zero exit. Above every other layer (it sets up all of them).
+//! The allocator itself is the binaries' choice (`#[global_allocator]` in
+//! each `main.rs`): a library does not choose one for its users.
 
 use std::fmt::Display;
 use std::process::ExitCode;
 
-// Every candle op allocates its output: an allocator that returns freed
-// memory to the OS makes the kernel zero fresh pages on every step (~25% of a
-// small model's step). mimalloc, told never to purge, reuses them instead.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: i32 = 15;
 
+/// Every candle op allocates its output: an allocator that returns freed
+/// memory to the OS makes the kernel zero fresh pages on every step (~25% of
+/// a small model's step). mimalloc (the binaries' allocator), told never to
+/// purge, reuses them instead.
 fn keep_freed_memory() {
     // SAFETY: sets a plain integer option; mimalloc reads it on later purges.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// Issue 16: `scorer combine` over sets of the same windows: itself is the
+/// `scorer combine` over sets of the same windows: itself is the
 /// identity, each op checked row by row, a set of other windows refused
 /// naming what differs, and the result opens as a score set.
 #[test]

@@ -231,7 +231,7 @@ fn export_writes_a_loss_mask_of_exactly_k_tokens() {
         SCORER,
         &score_args(&fixture("llama-gqa"), &tok, &corpus, &reference),
     );
-    // Issue 17: characters the byte-level BPE splits over several tokens.
+    // Characters the byte-level BPE splits over several tokens.
     let written = "What\u{2019}s Next: caf\u{e9} cr\u{e8}me, na\u{ef}ve \u{6570}\u{5b66} \u{1f642}";
     let doc = format!("{written}. The sum of the first n odd numbers is n squared, and so on.");
     let unicode = dir.join("unicode.jsonl");
@@ -452,7 +452,7 @@ fn view_page_renders_in_a_real_browser_without_console_errors() {
         SCORER,
         &score_args(&fixture("llama-gqa"), &tok, &corpus, &reference),
     );
-    // Issue 17: characters the byte-level BPE splits over several tokens.
+    // Characters the byte-level BPE splits over several tokens.
     let written = "What\u{2019}s Next: caf\u{e9} cr\u{e8}me, na\u{ef}ve \u{6570}\u{5b66} \u{1f642}";
     let doc = format!("{written}. The sum of the first n odd numbers is n squared, and so on.");
     let unicode = dir.join("unicode.jsonl");

@@ -259,7 +259,7 @@ fn tokenizer_says_when_the_corpus_yields_fewer_ids_than_asked() {
     );
 }
 
-/// Issue 13: `--model FILE.gguf` with no --tokenizer scores with the file's
+/// `--model FILE.gguf` with no --tokenizer scores with the file's
 /// own tokenizer, copies it into the set as tokenizer.json, and records the
 /// file's fingerprint; the losses are the model's.
 #[test]
@@ -318,7 +318,7 @@ fn gguf_model_scores_with_its_own_tokenizer() {
     }
 }
 
-/// Issue 15: `--dtype bf16` scores in bfloat16 (losses still f32, close to
+/// `--dtype bf16` scores in bfloat16 (losses still f32, close to
 /// the f32 ones), the manifest and `scorer info` record dtype and device, a
 /// job is not continued in another dtype, and an unknown dtype is refused.
 #[test]

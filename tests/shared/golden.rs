@@ -79,7 +79,7 @@ fn mha_untied_transformers5_config_matches_transformers() {
     check("llama-mha", Mode::Train);
 }
 
-/// Issue 13: one tiny random checkpoint per family, made by transformers
+/// One tiny random checkpoint per family, made by transformers
 /// (`scripts/make_family_fixtures.py`), in `tests/fixtures/families/`.
 fn check_family(name: &str) {
     for mode in [Mode::Infer, Mode::Train] {
@@ -112,7 +112,7 @@ fn qwen3_qk_norms_match_transformers() {
     check_family("qwen3");
 }
 
-/// Issue 13: a real pretrained model nobody here trained, read from its GGUF
+/// A real pretrained model nobody here trained, read from its GGUF
 /// file (tokenizer from the metadata, tensors dequantized, llama.cpp's q/k
 /// permutation undone), against transformers reading the same file
 /// (`scripts/make_smollm2_fixture.py`, float64). The scorer's path: fused LM
@@ -165,7 +165,7 @@ fn smollm2_gguf_scores_as_transformers_does() {
     );
 }
 
-/// Issue 13: every tensor type a GGUF loader must read (F32, F16, BF16,
+/// Every tensor type a GGUF loader must read (F32, F16, BF16,
 /// Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K, one tensor each), llama.cpp's q/k
 /// permutation, an untied head; against transformers + gguf-py reading the
 /// same file (`scripts/make_gguf_fixture.py`).
@@ -182,7 +182,7 @@ fn gguf_of_every_tensor_type_matches_transformers() {
     assert_eq!(tok.decode(ids), "hi there");
 }
 
-/// Issue 13: bf16 and f16 safetensors (what most Hugging Face checkpoints
+/// Bf16 and f16 safetensors (what most Hugging Face checkpoints
 /// hold) load and score in f32.
 #[test]
 fn half_precision_safetensors_score_in_f32() {

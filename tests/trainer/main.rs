@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use shared::metrics::{Metrics, StepRecord};
 use util::*;
 
 const TRAINER: &str = env!("CARGO_BIN_EXE_trainer");
@@ -134,17 +135,15 @@ fn fixture_sets() -> &'static Fixture {
     })
 }
 
-fn metrics(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// A run's step lines (the typed records the trainer writes).
+fn steps(run: &Path) -> Vec<StepRecord> {
+    read_metrics(run).steps().cloned().collect()
+}
+
+fn read_metrics(run: &Path) -> Metrics {
+    Metrics::read(&run.join("metrics.jsonl")).unwrap()
 }
 
 fn eval_losses(run: &Path) -> Vec<f64> {
-    metrics(run)
-        .iter()
-        .filter_map(|m| m.get("eval_loss").and_then(|v| v.as_f64()))
-        .collect()
+    read_metrics(run).evals().map(|e| e.eval_loss).collect()
 }

@@ -37,10 +37,7 @@ fn debug_loss_curve_matches_the_checked_in_one() {
             "0",
         ],
     );
-    let got: Vec<f64> = metrics(&out)
-        .iter()
-        .filter_map(|m| m.get("loss_all").and_then(|v| v.as_f64()))
-        .collect();
+    let got: Vec<f64> = steps(&out).iter().map(|m| m.loss_all).collect();
     assert_eq!(got.len(), 30);
     let path = repo().join("tests/fixtures/loss_curve_debug.json");
     if std::env::var("UPDATE_LOSS_CURVE").is_ok() {

@@ -66,9 +66,9 @@ fn killed_run_resumes_with_identical_losses() {
     assert!(String::from_utf8_lossy(&res.stderr).contains("resuming from"));
 
     let losses = |run: &Path| -> Vec<(u64, f64)> {
-        metrics(run)
+        steps(run)
             .iter()
-            .filter_map(|m| Some((m.get("step")?.as_u64()?, m.get("loss_selected")?.as_f64()?)))
+            .map(|m| (m.step, m.loss_selected))
             .collect()
     };
     let (x, y) = (losses(&full), losses(&cut));
@@ -116,9 +116,9 @@ fn killed_in_a_step_or_a_checkpoint_write_resumes_exactly() {
         .collect()
     };
     let losses = |run: &Path| -> Vec<(u64, f64)> {
-        metrics(run)
+        steps(run)
             .iter()
-            .filter_map(|m| Some((m.get("step")?.as_u64()?, m.get("loss_selected")?.as_f64()?)))
+            .map(|m| (m.step, m.loss_selected))
             .collect()
     };
     let full = f.dir.join("kill-full");
@@ -189,7 +189,7 @@ fn file_modes(dir: &Path) -> Vec<(PathBuf, u32)> {
     out
 }
 
-/// Issue 18: checkpoints (weights and optimizer state included) and score
+/// Checkpoints (weights and optimizer state included) and score
 /// sets get the mode the user's umask gives a new file, like every other file.
 #[test]
 fn written_files_follow_the_umask() {
@@ -294,13 +294,6 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn step_lines(run: &Path) -> Vec<serde_json::Value> {
-    metrics(run)
-        .into_iter()
-        .filter(|m| m.get("loss_selected").is_some())
-        .collect()
-}
-
 #[test]
 fn a_resume_with_changed_settings_names_each_one() {
     let out = fixture_sets().dir.join("resume-changed");
@@ -324,21 +317,21 @@ fn a_finished_run_is_extended_by_a_higher_max_steps_at_the_schedules_floor() {
     let out = fixture_sets().dir.join("resume-extend");
     let _ = std::fs::remove_dir_all(&out);
     run_ok(TRAINER, &strs(&short_run(&out, "6")));
-    let first = step_lines(&out);
+    let first = steps(&out);
     let mut more = short_run(&out, "9");
     more.push("--resume".into());
     let res = run_ok(TRAINER, &strs(&more));
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("schedules keep the 6 steps"), "{err}");
-    let all = step_lines(&out);
+    let all = steps(&out);
     assert_eq!(all.len(), 9);
     assert_eq!(&all[..6], &first[..], "the first 6 steps changed");
     for m in &all[6..] {
-        let lr = m["lr"].as_f64().unwrap();
         assert!(
-            (lr - 1e-4).abs() < 1e-12,
-            "step {}: lr {lr}, not the floor",
-            m["step"]
+            (m.lr - 1e-4).abs() < 1e-12,
+            "step {}: lr {}, not the floor",
+            m.step,
+            m.lr
         );
     }
     let st: serde_json::Value = serde_json::from_str(
@@ -359,7 +352,7 @@ fn a_stop_signal_saves_a_checkpoint_and_the_resume_continues_the_same_curve() {
     let mut base = short_run(&full, "300");
     base.extend(["--checkpoint-every", "0"].map(String::from));
     run_ok(TRAINER, &strs(&base));
-    let reference = step_lines(&full);
+    let reference = steps(&full);
     for signal in ["TERM", "INT"] {
         let cut = f.dir.join(format!("signal-{signal}"));
         let _ = std::fs::remove_dir_all(&cut);
@@ -392,7 +385,7 @@ fn a_stop_signal_saves_a_checkpoint_and_the_resume_continues_the_same_curve() {
             !cut.join("final").exists(),
             "SIG{signal}: the run finished before the signal"
         );
-        let stopped_at = step_lines(&cut).len();
+        let stopped_at = steps(&cut).len();
         let ckpt = cut.join(format!(
             "checkpoints/step-{stopped_at:06}/trainer_state.json"
         ));
@@ -403,17 +396,14 @@ fn a_stop_signal_saves_a_checkpoint_and_the_resume_continues_the_same_curve() {
         args.push("--resume".into());
         let res = run_ok(TRAINER, &strs(&args));
         assert!(String::from_utf8_lossy(&res.stderr).contains("resuming from"));
-        let resumed = step_lines(&cut);
+        let resumed = steps(&cut);
         assert_eq!(resumed.len(), reference.len());
         for (a, b) in reference.iter().zip(&resumed) {
-            let (x, y) = (
-                a["loss_selected"].as_f64().unwrap(),
-                b["loss_selected"].as_f64().unwrap(),
-            );
+            let (x, y) = (a.loss_selected, b.loss_selected);
             assert!(
                 (x - y).abs() <= 1e-6,
                 "SIG{signal}, step {}: {x} vs {y}",
-                a["step"]
+                a.step
             );
         }
     }

@@ -75,14 +75,10 @@ fn slm_training_lowers_held_out_loss() {
     let losses = eval_losses(&out);
     assert_eq!(losses.len(), 3, "evaluations at steps 0, 60, 120");
     assert!(losses[2] < losses[0] - 1.0, "slm: held-out loss {losses:?}");
-    let steps: Vec<serde_json::Value> = metrics(&out)
-        .into_iter()
-        .filter(|m| m.get("loss_selected").is_some())
-        .collect();
-    for m in &steps {
-        let frac = m["selected_frac"].as_f64().unwrap();
+    for m in &steps(&out) {
+        let frac = m.selected_frac;
         assert!((frac - 0.6).abs() < 0.01, "selected fraction {frac}");
-        assert!(m["excess_kept"].as_f64().unwrap() > m["excess_dropped"].as_f64().unwrap());
+        assert!(m.excess_kept.unwrap() > m.excess_dropped.unwrap());
     }
 }
 
@@ -137,7 +133,7 @@ fn trained_checkpoint_scores_in_scorer_as_trainer_eval_says() {
 #[test]
 fn grad_accumulation_selects_over_the_global_batch() {
     let f = fixture_sets();
-    let first_step = |extra: &[&str], name: &str| -> serde_json::Value {
+    let first_step = |extra: &[&str], name: &str| -> StepRecord {
         let out = f.dir.join(name);
         let _ = std::fs::remove_dir_all(&out);
         let mut args = vec![
@@ -157,26 +153,26 @@ fn grad_accumulation_selects_over_the_global_batch() {
         ];
         args.extend(extra);
         run_ok(TRAINER, &args);
-        metrics(&out)
-            .into_iter()
-            .find(|m| m.get("loss_selected").is_some())
-            .unwrap()
+        steps(&out).remove(0)
     };
     let one = first_step(&["--batch-size", "8"], "accum-1x8");
     let two = first_step(&["--batch-size", "4", "--grad-accum", "2"], "accum-2x4");
-    for key in [
-        "loss_selected",
-        "loss_all",
-        "selected_frac",
-        "excess_kept",
-        "grad_norm",
+    for (key, a, b) in [
+        ("loss_selected", one.loss_selected, two.loss_selected),
+        ("loss_all", one.loss_all, two.loss_all),
+        ("selected_frac", one.selected_frac, two.selected_frac),
+        (
+            "excess_kept",
+            one.excess_kept.unwrap(),
+            two.excess_kept.unwrap(),
+        ),
+        ("grad_norm", one.grad_norm, two.grad_norm),
     ] {
-        let (a, b) = (one[key].as_f64().unwrap(), two[key].as_f64().unwrap());
         assert!((a - b).abs() < 1e-4, "{key}: {a} vs {b}");
     }
 }
 
-/// Issue 13: `--init` from a checkpoint of every family, and from a GGUF
+/// `--init` from a checkpoint of every family, and from a GGUF
 /// file, trains and writes checkpoints of the same family (model_type,
 /// architecture, and every option of its config).
 #[test]
@@ -255,7 +251,7 @@ fn init_from_every_family_and_gguf_keeps_the_family() {
     assert!(!b.config.tie_word_embeddings);
 }
 
-/// Issue 15: `--dtype bf16` trains with bfloat16 compute over f32 weights:
+/// `--dtype bf16` trains with bfloat16 compute over f32 weights:
 /// per-step losses follow the f32 run's closely and the checkpoint holds f32.
 #[test]
 fn bf16_compute_tracks_f32_training() {
@@ -283,10 +279,7 @@ fn bf16_compute_tracks_f32_training() {
                 dtype,
             ],
         );
-        let losses: Vec<f64> = metrics(&out)
-            .iter()
-            .filter_map(|m| m["loss_all"].as_f64())
-            .collect();
+        let losses: Vec<f64> = steps(&out).iter().map(|m| m.loss_all).collect();
         (out, losses)
     };
     let (_, full) = run_with("f32");
@@ -343,18 +336,15 @@ fn noise_filter_drops_the_reference_s_worst_spans_before_selection() {
         err.contains("noise filter: tokens whose mean reference loss over 16 tokens is above"),
         "{err}"
     );
-    let steps: Vec<_> = metrics(&out)
-        .into_iter()
-        .filter(|m| m.get("loss_selected").is_some())
-        .collect();
+    let steps = steps(&out);
     assert_eq!(steps.len(), 6);
     let (mut dropped, mut tokens) = (0.0, 0.0);
     for m in &steps {
         let n = 8.0 * 63.0; // windows of 64 predict 63 tokens
-        let d = m["noise_dropped"].as_f64().unwrap();
-        assert!(d > 0.0 && d < n, "{m}");
+        let d = m.noise_dropped.unwrap() as f64;
+        assert!(d > 0.0 && d < n, "{m:?}");
         if d <= n * 0.5 {
-            let kept = m["selected_frac"].as_f64().unwrap() * n;
+            let kept = m.selected_frac * n;
             assert_eq!(
                 kept,
                 (0.5 * n).ceil(),

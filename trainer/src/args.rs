@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::select::Method;
+use shared::select::Method;
 
 /// A value as the command line spells it (`clm`, `topk-batch`), for lines
 /// that echo a command a user can copy.
@@ -292,7 +292,7 @@ impl TrainArgs {
             select_threshold: a.select_threshold.unwrap_or(0.0),
             select_temperature: a.select_temperature.unwrap_or(1.0),
             noise_quantile: a.noise_quantile,
-            noise_span: a.noise_span.unwrap_or(crate::noise::DEFAULT_SPAN),
+            noise_span: a.noise_span.unwrap_or(shared::select::noise::DEFAULT_SPAN),
             model,
             batch_size: a.batch_size.unwrap_or(16),
             grad_accum: a.grad_accum.unwrap_or(1),

@@ -8,16 +8,20 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+// mimalloc, told by shared::process never to purge, reuses freed pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // The training core, in the order a step uses it.
+
 mod args; // flags and TOML, validated into typed settings
 mod data; // score sets as batches of windows and reference losses, streamed
 mod eval; // held-out loss and perplexity
-mod noise; // the noise filter: drop spans the reference cannot predict
+mod noise; // the noise filter fitted to the training data (the filter itself: shared::select)
 mod optim; // AdamW with in-place CPU kernels
 mod order; // the epoch order: row groups shuffled, then windows within buffers
 mod prefetch; // the thread that decodes row groups ahead of the step
 mod schedule; // learning-rate and selection-ratio schedules
-mod select; // the selection rules (top-k, threshold, random, weighted, ...)
 mod state; // checkpoints with optimizer moments and trainer state
 mod step; // one training step: forward, per-token loss, select, backward, update
 mod train; // `trainer train`: setup, the loop, finishing

@@ -5,12 +5,13 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use shared::model::Llama;
+use shared::select::noise::predicted;
 use shared::util::rng::Rng;
 
 use crate::args::Objective;
 use crate::data::Batch;
 use crate::optim::AdamW;
-use crate::select::{select, Params};
+use shared::select::{masked_mean, select, Params, Tokens};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StepStats {
@@ -57,7 +58,7 @@ pub fn train_step(
         let ce = model.token_losses(&ids)?; // (B, T-1)
         ce_host.extend(ce.detach().flatten_all()?.to_vec1::<f32>()?);
         if let Some(r) = &b.ref_loss {
-            let (r, d) = crate::noise::predicted(r, &b.doc_ids, b.seq_len); // pos 1..T
+            let (r, d) = predicted(r, &b.doc_ids, b.seq_len); // pos 1..T
             ref_host.extend(r);
             doc_host.extend(d);
         }
@@ -65,30 +66,31 @@ pub fn train_step(
     }
     let (n, cols) = (ce_host.len(), batches[0].seq_len - 1);
 
-    // 2. Selection on detached values, over the global batch, among the
-    //    tokens the noise filter leaves.
-    let eligible = match (p.objective, &p.select.noise) {
-        (Objective::Slm, Some(f)) => Some(crate::noise::eligible(f, &ref_host, &doc_host, cols)),
-        _ => None,
-    };
-    let w = match p.objective {
-        Objective::Clm => vec![1f32; n],
-        Objective::Slm => select(
+    // 2. Selection on detached values, over the global batch.
+    let selection = match p.objective {
+        Objective::Clm => None,
+        Objective::Slm => Some(select(
             p.select,
-            &ce_host,
-            &ref_host,
-            n / cols,
-            cols,
-            eligible.as_deref(),
+            &Tokens {
+                ce: &ce_host,
+                ref_loss: &ref_host,
+                doc_ids: Some(&doc_host),
+                rows: n / cols,
+                cols,
+            },
             rng,
-        ),
+        )),
+    };
+    let w = match &selection {
+        Some(s) => &s.weights,
+        None => &vec![1f32; n],
     };
     let kept: f64 = w.iter().map(|&x| x as f64).sum();
     let mut stats = StepStats {
         loss_all: ce_host.iter().map(|&x| x as f64).sum::<f64>() / n as f64,
         tokens: n,
         kept,
-        noise_dropped: eligible.map(|e| e.iter().filter(|&&x| !x).count()),
+        noise_dropped: selection.as_ref().and_then(|s| s.noise_dropped),
         ..Default::default()
     };
     if p.objective == Objective::Slm {
@@ -101,25 +103,12 @@ pub fn train_step(
         };
         (stats.excess_kept, stats.excess_dropped) = (excess(true), excess(false));
     }
-    if kept == 0.0 {
-        stats.skipped = true;
-        return Ok(stats);
-    }
 
-    // 3. Masked mean: sum(w * CE) / sum(w), i.e. divided by the kept count.
-    let mut loss: Option<Tensor> = None;
-    let mut offset = 0;
-    for ce in &ces {
-        let len = ce.elem_count();
-        let wt = Tensor::from_slice(&w[offset..offset + len], ce.shape(), dev)?; // (B, T-1)
-        let part = ((ce * wt)?.sum_all()? / kept)?;
-        loss = Some(match loss {
-            None => part,
-            Some(l) => (l + part)?,
-        });
-        offset += len;
-    }
-    let Some(loss) = loss else { return Ok(stats) };
+    // 3. The loss: sum(w * CE) / sum(w), i.e. divided by the kept count.
+    let Some(loss) = masked_mean(&ces, w)? else {
+        stats.skipped = true; // nothing kept (threshold rule): no update
+        return Ok(stats);
+    };
     stats.loss_selected = loss.to_scalar::<f32>()? as f64;
 
     // 4. Backward, clip by global norm, AdamW.
@@ -137,9 +126,9 @@ pub fn train_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::select::Method;
     use candle_core::{DType, Var};
     use shared::model::loss::per_token_loss;
+    use shared::select::Method;
 
     /// The masked mean gives zero gradient to every dropped token's logits and
     /// equals the mean CE of the kept tokens.
@@ -168,11 +157,19 @@ mod tests {
             temperature: 1.0,
             noise: None,
         };
-        let w = select(&p, &ce_host, &ref_loss, b, t, None, &mut Rng::new(0));
+        let tokens = Tokens {
+            ce: &ce_host,
+            ref_loss: &ref_loss,
+            doc_ids: None,
+            rows: b,
+            cols: t,
+        };
+        let w = select(&p, &tokens, &mut Rng::new(0)).weights;
         let kept = w.iter().sum::<f32>();
         assert_eq!(kept, 4.0);
-        let wt = Tensor::from_slice(&w, (b, t), &dev).unwrap();
-        let loss = ((&ce * &wt).unwrap().sum_all().unwrap() / kept as f64).unwrap();
+        // Two micro-batches, as the step splits them: one loss over both.
+        let halves = [ce.narrow(0, 0, 1).unwrap(), ce.narrow(0, 1, 1).unwrap()];
+        let loss = masked_mean(&halves, &w).unwrap().unwrap();
         let expect: f32 = (0..b * t)
             .filter(|&i| w[i] > 0.0)
             .map(|i| ce_host[i])

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
-use serde_json::json;
+use shared::metrics::{EvalRecord, Record, StepRecord};
 use shared::model::checkpoint::{init_varmap, model_over, Checkpoint};
 use shared::model::config::LlamaConfig;
 use shared::model::{Llama, Mode};
@@ -23,9 +23,9 @@ use crate::data::{check_model_tokenizer, check_sets, tokenizer_of, TrainData};
 use crate::eval::{evaluate, EvalResult};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::{lr_at, ratio_at};
-use crate::select::Params;
 use crate::state::{self, TrainerState};
 use crate::step::{train_step, StepInput};
+use shared::select::Params;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SETTINGS_FILE: &str = "settings.json";
@@ -96,9 +96,10 @@ fn identity_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Str
         .collect()
 }
 
-struct Metrics(std::fs::File);
+/// metrics.jsonl, open for appending.
+struct MetricsLog(std::fs::File);
 
-impl Metrics {
+impl MetricsLog {
     /// Opens metrics.jsonl for appending; on resume, drops the lines of
     /// steps after `keep_through` (they will be recomputed).
     fn open(run: &Path, keep_through: Option<u64>) -> Result<Self> {
@@ -107,12 +108,7 @@ impl Metrics {
             let old = std::fs::read_to_string(&path).unwrap_or_default();
             let kept: String = old
                 .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| s <= step)
-                })
+                .filter(|l| serde_json::from_str::<Record>(l).is_ok_and(|r| r.step() <= step))
                 .map(|l| format!("{l}\n"))
                 .collect();
             shared::util::atomic::write_file(&path, kept.as_bytes())?;
@@ -122,11 +118,11 @@ impl Metrics {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Metrics(f))
+        Ok(MetricsLog(f))
     }
 
-    fn write(&mut self, v: serde_json::Value) -> Result<()> {
-        writeln!(self.0, "{v}")?;
+    fn write(&mut self, r: &Record) -> Result<()> {
+        writeln!(self.0, "{}", serde_json::to_string(r)?)?;
         self.0.flush()?;
         Ok(())
     }
@@ -178,13 +174,13 @@ struct Run<'a> {
     model: Llama,
     opt: AdamW,
     st: TrainerState,
-    metrics: Metrics,
+    metrics: MetricsLog,
     total_steps: u64,
     last_eval: Option<EvalResult>,
     /// Compute dtype; the weights in `varmap` stay f32.
     dtype: DType,
     /// `--noise-quantile`, fitted to the training data.
-    noise: Option<crate::noise::NoiseFilter>,
+    noise: Option<shared::select::noise::NoiseFilter>,
 }
 
 /// The inputs of a run, checked against each other before anything is written.
@@ -369,7 +365,7 @@ impl<'a> Run<'a> {
             },
         )?;
         let resumed = resume_or_start(s, &varmap, &mut opt, &dev)?;
-        let metrics = Metrics::open(&s.out, resumed.as_ref().map(|st| st.step))?;
+        let metrics = MetricsLog::open(&s.out, resumed.as_ref().map(|st| st.step))?;
         let mut st = resumed.unwrap_or(TrainerState {
             seed: s.seed,
             ..Default::default()
@@ -480,16 +476,24 @@ impl<'a> Run<'a> {
         st.adam_t = self.opt.t;
         let secs = t0.elapsed().as_secs_f64();
         shared::util::fault::point("step");
-        self.metrics.write(json!({
-            "step": st.step, "lr": lr, "ratio": ratio,
-            "loss_selected": stats.loss_selected, "loss_all": stats.loss_all,
-            "selected_frac": stats.kept / stats.tokens as f64,
-            "excess_kept": stats.excess_kept, "excess_dropped": stats.excess_dropped,
-            "grad_norm": stats.grad_norm, "skipped": stats.skipped,
-            "noise_dropped": stats.noise_dropped,
-            "tokens_per_s": (windows_per_step as usize * self.data.seq_len()) as f64 / secs,
-            "data_ms": data_ms, "data_wait_ms": data_wait_ms, "step_ms": secs * 1e3,
-            "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,
+        self.metrics.write(&Record::Step(StepRecord {
+            step: st.step,
+            lr,
+            ratio,
+            loss_selected: stats.loss_selected,
+            loss_all: stats.loss_all,
+            selected_frac: stats.kept / stats.tokens as f64,
+            excess_kept: stats.excess_kept,
+            excess_dropped: stats.excess_dropped,
+            grad_norm: stats.grad_norm,
+            skipped: stats.skipped,
+            noise_dropped: stats.noise_dropped,
+            tokens_per_s: (windows_per_step as usize * self.data.seq_len()) as f64 / secs,
+            data_ms,
+            data_wait_ms,
+            step_ms: secs * 1e3,
+            tokens_seen: st.tokens_seen,
+            tokens_trained: st.tokens_trained,
         }))?;
         Ok(stats.loss_all)
     }
@@ -503,9 +507,13 @@ impl<'a> Run<'a> {
         let s = self.s;
         let r = evaluate(&m, set, s.batch_size, s.eval_windows, &self.dev)?;
         let st = &self.st;
-        self.metrics.write(json!({
-            "step": st.step, "eval_loss": r.loss, "eval_ppl": r.ppl, "eval_tokens": r.tokens,
-            "tokens_seen": st.tokens_seen, "tokens_trained": st.tokens_trained,
+        self.metrics.write(&Record::Eval(EvalRecord {
+            step: st.step,
+            eval_loss: r.loss,
+            eval_ppl: r.ppl,
+            eval_tokens: r.tokens,
+            tokens_seen: st.tokens_seen,
+            tokens_trained: st.tokens_trained,
         }))?;
         self.last_eval = Some(r);
         Ok(())

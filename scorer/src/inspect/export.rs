@@ -18,6 +18,7 @@ use parquet::file::properties::WriterProperties;
 use shared::scores::manifest::{shard_file_name, DOCUMENTS_FILE, VOCAB_FILE};
 use shared::scores::scoreset::ScoreSet;
 use shared::scores::shards::Windows;
+use shared::select::{kept, StreamCut};
 
 pub const EXPORT_FILE: &str = "export.json";
 
@@ -42,30 +43,24 @@ fn for_each_group(
     Ok(())
 }
 
-/// Lower is kept: ref_loss, or minus the excess.
-fn rank_values(w: &Windows, o: Option<&Windows>) -> Vec<f32> {
+/// Higher is kept: the excess loss (against - ref), or minus the reference
+/// loss (the lowest reference loss kept).
+fn scores(w: &Windows, o: Option<&Windows>) -> Vec<f32> {
     let r = w.ref_loss.as_deref().unwrap_or(&[]);
     match o.and_then(|o| o.ref_loss.as_deref()) {
-        Some(live) => r.iter().zip(live).map(|(r, l)| r - l).collect(),
-        None => r.to_vec(),
+        Some(live) => r.iter().zip(live).map(|(r, l)| l - r).collect(),
+        None => r.iter().map(|r| -r).collect(),
     }
 }
 
-/// Where the kept tokens end: the k-th smallest rank value of the n
-/// predicted tokens, and how many ties at it are kept (in row order).
-struct Cut {
-    threshold: f32,
-    n: usize,
-    k: usize,
-    ties_left: usize,
-}
-
-/// Pass 1 over the set: the [`Cut`] of the lowest `ratio` of rank values.
-fn cut(set: &ScoreSet, other: Option<&ScoreSet>, ratio: f64) -> Result<Cut> {
+/// Pass 1 over the set: every predicted token's score, made into the cut
+/// that keeps the top `kept(n, ratio)` of them in set order (the trainer's
+/// top-k, `shared::select`). Returns it with n and k.
+fn cut(set: &ScoreSet, other: Option<&ScoreSet>, ratio: f64) -> Result<(StreamCut, usize, usize)> {
     let mut values = Vec::new();
     for_each_group(set, other, |_, w, o| {
         values.extend(
-            rank_values(w, o)
+            scores(w, o)
                 .into_iter()
                 .enumerate()
                 .filter(|(i, _)| i % w.seq_len != 0)
@@ -74,19 +69,8 @@ fn cut(set: &ScoreSet, other: Option<&ScoreSet>, ratio: f64) -> Result<Cut> {
         Ok(())
     })?;
     let n = values.len();
-    let k = ((ratio * n as f64).ceil() as usize).clamp(1, n);
-    let (_, kth, _) = values.select_nth_unstable_by(k - 1, f32::total_cmp);
-    let threshold = *kth;
-    let below = values
-        .iter()
-        .filter(|v| v.total_cmp(&threshold).is_lt())
-        .count();
-    Ok(Cut {
-        threshold,
-        n,
-        k,
-        ties_left: k - below,
-    })
+    let k = kept(n, ratio);
+    Ok((StreamCut::new(values, k), n, k))
 }
 
 /// The export's columns: one row per token, `keep` the loss mask.
@@ -164,12 +148,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
     if let Some(o) = &other {
         set.check_same_windows(o)?;
     }
-    let Cut {
-        threshold,
-        n,
-        k,
-        mut ties_left,
-    } = cut(&set, other.as_ref(), ratio)?;
+    let (mut cut, n, k) = cut(&set, other.as_ref(), ratio)?;
 
     let docs: HashMap<u64, String> =
         shared::scores::tables::read_documents(&set.dir().join(DOCUMENTS_FILE))?
@@ -186,19 +165,11 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
             (0..set.shards().len()).map(|_| None).collect();
         let res = for_each_group(&set, other.as_ref(), |s, w, o| {
             let t = w.seq_len;
-            let vals = rank_values(w, o);
+            let vals = scores(w, o);
             let ref_loss = w.ref_loss.as_deref().unwrap_or(&[]);
             let mut keep = Vec::with_capacity(w.tokens.len());
-            for (i, v) in vals.iter().enumerate() {
-                let kept = i % t != 0
-                    && match v.total_cmp(&threshold) {
-                        std::cmp::Ordering::Less => true,
-                        std::cmp::Ordering::Equal if ties_left > 0 => {
-                            ties_left -= 1;
-                            true
-                        }
-                        _ => false,
-                    };
+            for (i, &v) in vals.iter().enumerate() {
+                let kept = i % t != 0 && cut.keeps(v); // in set order, as pass 1 saw them
                 if i % t != 0 {
                     let e = per_source
                         .entry(docs.get(&w.doc_ids[i]).cloned().unwrap_or_default())

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use shared::scores::scoreset::ScoreSet;
+use shared::select::{kept, top_k};
 use shared::text::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,18 +99,17 @@ pub struct ViewArgs<'a> {
 }
 
 /// The rows kept at `ratio` of the predicted ones (NaN values are not
-/// predicted): the lowest values, or the highest when `higher_kept`; an
-/// exact count, ties broken by row order.
+/// predicted): the lowest values, or the highest when `higher_kept`; the
+/// trainer's exact top-k (`shared::select`), ties broken by row order.
 fn keep_mask(value: &[f32], ratio: f64, higher_kept: bool) -> Vec<bool> {
-    let mut order: Vec<usize> = (0..value.len()).filter(|&i| !value[i].is_nan()).collect();
-    order.sort_by(|&i, &j| {
-        let o = value[i].total_cmp(&value[j]);
-        (if higher_kept { o.reverse() } else { o }).then(i.cmp(&j))
-    });
-    let k = ((ratio * order.len() as f64).ceil() as usize).min(order.len());
+    let rows: Vec<usize> = (0..value.len()).filter(|&i| !value[i].is_nan()).collect();
+    let scores: Vec<f32> = rows
+        .iter()
+        .map(|&i| if higher_kept { value[i] } else { -value[i] })
+        .collect();
     let mut keep = vec![false; value.len()];
-    for &i in &order[..k] {
-        keep[i] = true;
+    for j in top_k(&scores, kept(scores.len(), ratio)) {
+        keep[rows[j]] = true;
     }
     keep
 }

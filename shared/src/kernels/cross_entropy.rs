@@ -24,7 +24,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// after another, every term below half an ulp of the running sum is lost,
 /// and a large vocabulary has tens of thousands of such terms: with
 /// SmolLM2's 49,152 ids the log-sum-exp came out ~1.4e-4 nats low on
-/// average (issue 13), always in the same direction.
+/// average, always in the same direction.
 fn row_lse(row: &[f32]) -> (f32, f32) {
     let max = crate::kernels::lanes::max(row);
     let sum = sum_exp(row, max);
@@ -294,7 +294,7 @@ impl CustomOp3 for LinearCrossEntropy {
 mod tests {
     use super::*;
 
-    /// Issue 13: a 49,152-id row (SmolLM2's vocabulary) whose logits spread
+    /// A 49,152-id row (SmolLM2's vocabulary) whose logits spread
     /// like a trained model's: the f32 running sum lost the small terms.
     #[test]
     fn log_sum_exp_of_a_large_vocabulary_is_unbiased() {

@@ -353,10 +353,6 @@ impl Llama {
         &self.cfg
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// ids: (B, T) u32 -> logits (B, T, V) for every position.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(self.lm_head.forward(&self.hidden(ids)?)?) // (B, T, V)
@@ -446,7 +442,7 @@ mod tests {
         }
     }
 
-    /// Issue 15: the composed ops (the path every non-CPU device takes) run
+    /// The composed ops (the path every non-CPU device takes) run
     /// here on the CPU against the fused kernels: per-token losses in both
     /// modes and every weight's gradient, for configs that switch every
     /// family option on.

@@ -19,9 +19,9 @@ use shared::util::rng::Rng;
 use crate::args::Objective;
 use crate::data::TrainData;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::select::{Method, Params};
 use crate::step::{train_step, StepInput};
 use shared::model::checkpoint::model_over;
+use shared::select::{Method, Params};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {

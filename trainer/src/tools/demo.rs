@@ -20,10 +20,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::args::{cli_name, Objective, TrainArgs};
-use crate::select::Method;
 use crate::tools::demo_stages::{with, Made, Stages};
 use crate::tools::plot::{svg, Chart, Series};
 use serde_json::json;
+use shared::select::Method;
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -229,14 +229,8 @@ fn parse_train_args(argv: &[String]) -> Result<TrainArgs> {
 /// (step, tokens_trained, eval_loss) of every evaluation.
 fn eval_curve(run: &Path) -> Result<Vec<(f64, f64, f64)>> {
     Ok(crate::tools::report::read_metrics(run)?
-        .iter()
-        .filter_map(|m| {
-            Some((
-                m.get("step")?.as_f64()?,
-                m.get("tokens_trained")?.as_f64()?,
-                m.get("eval_loss")?.as_f64()?,
-            ))
-        })
+        .evals()
+        .map(|e| (e.step as f64, e.tokens_trained, e.eval_loss))
         .collect())
 }
 

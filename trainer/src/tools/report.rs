@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::Value;
+use shared::metrics::{EvalRecord, Metrics, StepRecord};
 
 use crate::tools::plot::{svg, Chart, Series};
 
@@ -22,25 +22,21 @@ pub struct ReportArgs {
     pub out: PathBuf,
 }
 
-pub fn read_metrics(run: &Path) -> Result<Vec<Value>> {
-    let path = run.join(crate::train::METRICS_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}: line {}: invalid JSON", path.display(), i + 1))
-        })
+/// A run's metrics.jsonl.
+pub fn read_metrics(run: &Path) -> Result<Metrics> {
+    Ok(Metrics::read(&run.join(crate::train::METRICS_FILE))?)
+}
+
+/// A curve over a run's step lines (x, y), skipping steps where `y` is None.
+fn step_curve(m: &Metrics, y: fn(&StepRecord) -> Option<f64>) -> Vec<(f64, f64)> {
+    m.steps()
+        .filter_map(|r| Some((r.step as f64, y(r)?)))
         .collect()
 }
 
-/// (x, y) of `key` against `x_key` over the lines that have both.
-pub fn curve(metrics: &[Value], x_key: &str, key: &str) -> Vec<(f64, f64)> {
-    metrics
-        .iter()
-        .filter_map(|m| Some((m.get(x_key)?.as_f64()?, m.get(key)?.as_f64()?)))
-        .collect()
+/// The held-out loss over a run's evaluations, against `x`.
+fn eval_curve(m: &Metrics, x: fn(&EvalRecord) -> f64) -> Vec<(f64, f64)> {
+    m.evals().map(|r| (x(r), r.eval_loss)).collect()
 }
 
 fn group_label(run: &Path) -> String {
@@ -73,17 +69,14 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let mut all = Vec::new();
     for r in &a.run {
         let m = read_metrics(r)?;
-        let evals = curve(&m, "step", "eval_loss");
-        let Some(&(step, loss)) = evals.last() else {
+        let Some(last) = m.evals().last() else {
             bail!(
                 "{}: no evaluation in metrics.jsonl (train with --eval-data)",
                 r.display()
             )
         };
-        let trained = curve(&m, "step", "tokens_trained")
-            .last()
-            .map(|p| p.1)
-            .unwrap_or(0.0);
+        let (step, loss) = (last.step as f64, last.eval_loss);
+        let trained = m.steps().last().map_or(0.0, |s| s.tokens_trained);
         groups
             .entry(group_label(r))
             .or_default()
@@ -112,35 +105,52 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let chart = |title: &str, x: &str, key: &str| Chart {
-        title: title.into(),
-        x_label: x.into(),
-        y_label: key.into(),
-        series: all
-            .iter()
-            .map(|(r, m)| Series {
-                name: name(r),
-                points: curve(m, x, key),
-            })
-            .collect(),
-    };
+    let chart =
+        |title: &str, x: &str, y: &str, points: &dyn Fn(&Metrics) -> Vec<(f64, f64)>| Chart {
+            title: title.into(),
+            x_label: x.into(),
+            y_label: y.into(),
+            series: all
+                .iter()
+                .map(|(r, m)| Series {
+                    name: name(r),
+                    points: points(m),
+                })
+                .collect(),
+        };
     let plots = [
         svg(&[
-            chart("held-out loss", "step", "eval_loss"),
+            chart("held-out loss", "step", "eval_loss", &|m| {
+                eval_curve(m, |e| e.step as f64)
+            }),
             chart(
                 "held-out loss vs tokens backpropagated",
                 "tokens_trained",
                 "eval_loss",
+                &|m| eval_curve(m, |e| e.tokens_trained),
             ),
         ]),
         svg(&[
-            chart("loss on kept tokens", "step", "loss_selected"),
-            chart("loss on all tokens", "step", "loss_all"),
+            chart("loss on kept tokens", "step", "loss_selected", &|m| {
+                step_curve(m, |s| Some(s.loss_selected))
+            }),
+            chart("loss on all tokens", "step", "loss_all", &|m| {
+                step_curve(m, |s| Some(s.loss_all))
+            }),
         ]),
         svg(&[
-            chart("kept fraction", "step", "selected_frac"),
-            chart("mean excess of kept tokens", "step", "excess_kept"),
-            chart("mean excess of dropped tokens", "step", "excess_dropped"),
+            chart("kept fraction", "step", "selected_frac", &|m| {
+                step_curve(m, |s| Some(s.selected_frac))
+            }),
+            chart("mean excess of kept tokens", "step", "excess_kept", &|m| {
+                step_curve(m, |s| s.excess_kept)
+            }),
+            chart(
+                "mean excess of dropped tokens",
+                "step",
+                "excess_dropped",
+                &|m| step_curve(m, |s| s.excess_dropped),
+            ),
         ]),
     ];
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;

@@ -15,7 +15,8 @@ use shared::model::Mode;
 use shared::util::rng::Rng;
 
 use crate::data::TrainData;
-use crate::select::{select, Method, Params};
+use shared::select::noise::predicted;
+use shared::select::{select, Method, Params, Tokens};
 
 #[derive(Debug, Clone, Args)]
 pub struct SelectionArgs {
@@ -42,7 +43,7 @@ pub struct SelectionArgs {
     #[arg(long)]
     pub noise_quantile: Option<f64>,
     /// Span of the noise filter's mean, in tokens.
-    #[arg(long, default_value_t = crate::noise::DEFAULT_SPAN)]
+    #[arg(long, default_value_t = shared::select::noise::DEFAULT_SPAN)]
     pub noise_span: usize,
     /// Windows per batch.
     #[arg(long, default_value_t = 16)]
@@ -111,18 +112,16 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         let ids = Tensor::from_slice(&b.tokens, (b.rows, t), &dev)?;
         let ce = model.token_losses(&ids)?.flatten_all()?.to_vec1::<f32>()?;
         let rl = b.ref_loss.as_ref().context("the set has no ref_loss")?;
-        let (refs, docs) = crate::noise::predicted(rl, &b.doc_ids, t);
-        let eligible = noise.map(|f| crate::noise::eligible(&f, &refs, &docs, t - 1));
+        let (refs, docs) = predicted(rl, &b.doc_ids, t);
         let mut rng = Rng::derive(a.seed, &format!("select-{step}"));
-        let w = select(
-            &params,
-            &ce,
-            &refs,
-            b.rows,
-            t - 1,
-            eligible.as_deref(),
-            &mut rng,
-        );
+        let tokens = Tokens {
+            ce: &ce,
+            ref_loss: &refs,
+            doc_ids: Some(&docs),
+            rows: b.rows,
+            cols: t - 1,
+        };
+        let w = select(&params, &tokens, &mut rng).weights;
         for (d, wi) in docs.iter().zip(&w) {
             let e = tally
                 .entry(labels.get(d).cloned().unwrap_or_else(|| "original".into()))
