@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CUDA-enabled `scorer` and `trainer`, built on a machine without a GPU or a
-# system CUDA toolkit (see ../README.md, "GPU").
+# system CUDA toolkit (see ../docs/gpu.md).
 #
 #   scripts/build-cuda.sh          # release binaries in target/cuda/release
 #   scripts/build-cuda.sh check    # `cargo check` of the cuda feature only (CI)

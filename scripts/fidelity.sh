@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's "Fidelity" figures on the embedded corpus, at the
+# Reproduces FIDELITY.md's figures on the embedded corpus, at the
 # demo's (calibration) configuration: CLM, SLM k=0.6 and the random-60%
 # ablation, and a selection-ratio sweep (k=1.0 is CLM), all with seeds 0, 1, 2;
 # and the noise-recovery measurement. Every stage that exists is reused.

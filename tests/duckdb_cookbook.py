@@ -1,8 +1,8 @@
-"""Runs every `-- name:` query of README.md's DuckDB cookbook against a score
+"""Runs every `-- name:` query of docs/score-sets.md's DuckDB cookbook against a score
 set and checks each answer against manifest.json or values computed in Rust
 (expected.json, written by the calling Rust test).
 
-Usage: python tests/duckdb_cookbook.py README.md SCORE_SET_DIR EXPECTED_JSON
+Usage: python tests/duckdb_cookbook.py docs/score-sets.md SCORE_SET_DIR EXPECTED_JSON
 """
 import json
 import math
@@ -17,7 +17,7 @@ exp = json.load(open(expected_path))
 blocks = re.findall(r"```sql\n(-- name: (\w+).*?)```", open(readme).read(), re.S)
 queries = {name: sql.replace("sets/web", d) for sql, name in blocks}
 expected_names = {"summary", "loss_by_source", "hardest_tokens", "easiest_tokens", "worst_documents", "kept_share_by_source", "window_stats"}
-assert expected_names <= set(queries), f"README lacks queries: {expected_names - set(queries)}"
+assert expected_names <= set(queries), f"the cookbook lacks queries: {expected_names - set(queries)}"
 con = duckdb.connect()
 
 

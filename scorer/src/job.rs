@@ -16,13 +16,14 @@ use candle_core::{Device, Tensor};
 use shared::model::checkpoint::Checkpoint;
 use shared::model::Llama;
 use shared::scores::compat;
+use shared::scores::format::FORMAT_VERSION;
+use shared::scores::format::{
+    shard_file_name, DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
+};
 use shared::scores::manifest::{
-    load_job, shard_file_name, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry,
-    TokenizerInfo, DOCUMENTS_FILE, FORMAT_NAME, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
+    load_job, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry, TokenizerInfo,
 };
-use shared::scores::shards::{
-    write_shard, LossDtype, LossStats, Rounding, ShardReader, FORMAT_VERSION,
-};
+use shared::scores::shards::{write_shard, LossDtype, LossStats, Rounding, ShardReader};
 use shared::text::corpus::{expand_inputs, Corpus};
 use shared::text::pack::{DocInfo, Pipeline, Window};
 use shared::text::tokenizer::Tokenizer;

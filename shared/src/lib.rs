@@ -11,7 +11,7 @@
 //! Where a new thing goes: a selection rule in `select/mod.rs`, an input format in `text/corpus.rs`, a model
 //! family in `model/config.rs` + `model/decoder.rs`, a checkpoint format in
 //! `model/checkpoint.rs`, a fused CPU op in `kernels/`, a shard column in `scores/shards.rs` (and the
-//! manifest's format version in `scores/manifest.rs`).
+//! format version in `scores/format.rs`).
 
 pub mod error; // the library's typed errors, each naming a file and a record
 pub mod kernels; // fused CPU kernels with their own backward, the GEMM, threads

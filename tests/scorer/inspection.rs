@@ -91,13 +91,13 @@ fn duckdb_python() -> Option<String> {
 }
 
 #[test]
-fn readme_duckdb_cookbook_answers_are_right() {
+fn duckdb_cookbook_answers_are_right() {
     cookbook_case("cookbook", "f32");
 }
 
 /// The same queries, unchanged, on a set whose ref_loss column is FLOAT16.
 #[test]
-fn readme_duckdb_cookbook_answers_are_right_on_an_f16_set() {
+fn duckdb_cookbook_answers_are_right_on_an_f16_set() {
     cookbook_case("cookbook_f16", "f16");
 }
 
@@ -156,7 +156,7 @@ fn cookbook_case(name: &str, loss_dtype: &str) {
     };
     let res = Command::new(python)
         .arg(repo().join("tests/duckdb_cookbook.py"))
-        .arg(repo().join("README.md"))
+        .arg(repo().join("docs/score-sets.md"))
         .arg(&out)
         .arg(&expected)
         .output()

@@ -326,7 +326,7 @@ impl Settings {
             bail!("no training data: give --data DIR");
         }
         for d in self.data.iter().chain(&self.eval_data) {
-            if !d.join(shared::scores::manifest::MANIFEST_FILE).is_file() {
+            if !d.join(shared::scores::format::MANIFEST_FILE).is_file() {
                 bail!(
                     "{}: not a complete score set (no manifest.json)",
                     d.display()

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use shared::scores::scoreset::ScoreSet;
+use shared::select::noise::{predicted, span_means, Histogram};
 use shared::util::progress::Progress;
 
 use crate::order::{EpochOrder, Group};
@@ -63,19 +64,12 @@ impl TrainData {
         }
         let mut groups = Vec::new();
         for (i, set) in sets.iter().enumerate() {
-            let rgw = set.manifest().job.row_group_windows;
-            for (shard, reader) in set.shards().iter().enumerate() {
-                let windows = reader.info().windows;
-                for row_group in 0..reader.num_row_groups() {
-                    let n = (windows - row_group * rgw).min(rgw);
-                    groups.push(Group {
-                        set: i,
-                        shard,
-                        row_group,
-                        windows: n,
-                    });
-                }
-            }
+            groups.extend(set.groups().map(|g| Group {
+                set: i,
+                shard: g.shard,
+                row_group: g.row_group,
+                windows: g.windows,
+            }));
         }
         let sets = Arc::new(sets);
         Ok(TrainData {
@@ -106,8 +100,14 @@ impl TrainData {
     /// Decodes every row group once and checks what a step relies on: finite
     /// reference losses (when `need_ref`) and token ids below `vocab`.
     /// Errors name the shard and the row. Memory: one row group at a time.
-    pub fn validate(&self, vocab: usize, need_ref: bool) -> Result<()> {
-        check_sets(&self.sets, vocab, need_ref)
+    /// [`check_sets`] over the training sets.
+    pub fn validate(
+        &self,
+        vocab: usize,
+        need_ref: bool,
+        noise_span: Option<usize>,
+    ) -> Result<Option<Histogram>> {
+        check_sets(&self.sets, vocab, need_ref, noise_span)
     }
 
     /// Time the reads since the last call waited for decoding (~0 once the
@@ -156,9 +156,16 @@ impl TrainData {
 /// The tokenizer.json a score set carries (written by `scorer`).
 /// Reads every row group of `sets` once, before the first step: the reader's
 /// own checks (positions, finite ref_loss) and every token id below `vocab`,
-/// with the messages that name the file and row. The same for training and
-/// held-out sets.
-pub fn check_sets(sets: &[ScoreSet], vocab: usize, need_ref: bool) -> Result<()> {
+/// with the messages that name the file and row; the same for training and
+/// held-out sets. With `noise_span`, the same pass also gathers the noise
+/// scores the filter's quantile is taken from (`crate::noise::fit`).
+pub fn check_sets(
+    sets: &[ScoreSet],
+    vocab: usize,
+    need_ref: bool,
+    noise_span: Option<usize>,
+) -> Result<Option<Histogram>> {
+    let mut noise = noise_span.map(|span| (span, Histogram::default()));
     let rows: u64 = sets
         .iter()
         .map(|s| s.num_windows() * s.seq_len() as u64)
@@ -168,24 +175,27 @@ pub fn check_sets(sets: &[ScoreSet], vocab: usize, need_ref: bool) -> Result<()>
         if need_ref && !set.scored() {
             bail!("{}: a pack-only set has no ref_loss", set.dir().display());
         }
-        for (s, shard) in set.shards().iter().enumerate() {
-            let rgw = set.manifest().job.row_group_windows;
-            for g in 0..shard.num_row_groups() {
-                let w = set.read_row_group(s, g)?; // checks ref_loss finiteness
-                if let Some(i) = w.tokens.iter().position(|&t| t as usize >= vocab) {
-                    bail!(
-                        "{}: row {}: token_id {} is outside the model's vocabulary ({vocab})",
-                        shard.path().display(),
-                        g * rgw * set.seq_len() + i,
-                        w.tokens[i]
-                    );
-                }
-                progress.inc(w.tokens.len() as u64);
+        for group in set.row_groups() {
+            let (g, w) = group?; // the reader checks positions and ref_loss finiteness
+            if let Some(i) = w.tokens.iter().position(|&t| t as usize >= vocab) {
+                bail!(
+                    "{}: row {}: token_id {} is outside the model's vocabulary ({vocab})",
+                    set.shards()[g.shard].path().display(),
+                    g.row(set.seq_len(), i),
+                    w.tokens[i]
+                );
             }
+            if let (Some(h), Some(rl)) = (noise.as_mut(), &w.ref_loss) {
+                let (refs, docs) = predicted(rl, &w.doc_ids, w.seq_len);
+                for m in span_means(&refs, &docs, w.seq_len - 1, h.0) {
+                    h.1.add(m);
+                }
+            }
+            progress.inc(w.tokens.len() as u64);
         }
     }
     progress.finish();
-    Ok(())
+    Ok(noise.map(|(_, h)| h))
 }
 
 /// Refuses a model whose own tokenizer is not the one that made `set`

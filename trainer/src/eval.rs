@@ -44,18 +44,16 @@ pub fn evaluate(
         pending.clear();
         Ok(())
     };
-    'outer: for s in 0..set.shards().len() {
-        for g in 0..set.shards()[s].num_row_groups() {
-            let w = set.read_row_group(s, g)?;
-            for row in w.tokens.chunks(t) {
-                if windows == limit {
-                    break 'outer;
-                }
-                pending.extend_from_slice(row);
-                windows += 1;
-                if pending.len() == batch_size * t {
-                    flush(&mut pending)?;
-                }
+    'outer: for group in set.row_groups() {
+        let (_, w) = group?;
+        for row in w.tokens.chunks(t) {
+            if windows == limit {
+                break 'outer;
+            }
+            pending.extend_from_slice(row);
+            windows += 1;
+            if pending.len() == batch_size * t {
+                flush(&mut pending)?;
             }
         }
     }

@@ -115,7 +115,12 @@ fn eval_cmd(
         }
         // The set's ids are checked once, against the smallest vocabulary seen.
         if checked_vocab.is_none_or(|v| ckpt.config.vocab_size < v) {
-            crate::data::check_sets(std::slice::from_ref(&set), ckpt.config.vocab_size, false)?;
+            crate::data::check_sets(
+                std::slice::from_ref(&set),
+                ckpt.config.vocab_size,
+                false,
+                None,
+            )?;
             checked_vocab = Some(ckpt.config.vocab_size);
         }
         ckpt.config.check_window(set.seq_len() - 1)?;

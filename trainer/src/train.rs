@@ -186,6 +186,8 @@ struct Run<'a> {
 /// The inputs of a run, checked against each other before anything is written.
 struct Checked {
     data: TrainData,
+    /// Noise scores of the training data, with `--noise-quantile`.
+    noise_scores: Option<shared::select::noise::Histogram>,
     eval_set: Option<ScoreSet>,
     tokenizer_json: Option<PathBuf>,
     cfg: LlamaConfig,
@@ -229,14 +231,16 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
             set.dir().display()
         );
     }
-    data.validate(cfg.vocab_size, need_ref)?;
+    let noise_span = s.noise_quantile.map(|_| s.noise_span);
+    let noise_scores = data.validate(cfg.vocab_size, need_ref, noise_span)?;
     if let Some(e) = &eval_set {
-        check_sets(std::slice::from_ref(e), cfg.vocab_size, false)?;
+        check_sets(std::slice::from_ref(e), cfg.vocab_size, false, None)?;
     }
     cfg.check_window(data.seq_len() - 1)?; // a window predicts from seq_len - 1 tokens
     let cfg = fit_positions(cfg, data.seq_len());
     Ok(Checked {
         data,
+        noise_scores,
         eval_set,
         tokenizer_json,
         cfg,
@@ -336,22 +340,23 @@ impl<'a> Run<'a> {
         shared::util::outdir::check_ours(&s.out, &ours, "a training run")?;
         let Checked {
             data,
+            noise_scores,
             eval_set,
             tokenizer_json,
             cfg,
             varmap,
         } = check_inputs(s, &dev)?;
         let total_steps = total_steps(s, &data);
-        let noise = match s.noise_quantile {
-            Some(q) => {
-                let f = crate::noise::fit(&data, s.noise_span, q)?;
+        let noise = match (s.noise_quantile, &noise_scores) {
+            (Some(q), Some(scores)) => {
+                let f = crate::noise::from_scores(scores, s.noise_span, q);
                 shared::say!(
                     "noise filter: tokens whose mean reference loss over {} tokens is above {:.3} nats (quantile {q} of the training data) are not selected",
                     f.span, f.cap
                 );
                 Some(f)
             }
-            None => None,
+            _ => None,
         };
 
         std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;

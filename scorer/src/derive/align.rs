@@ -40,23 +40,21 @@ struct Doc {
 fn documents(set: &ScoreSet, mut each: impl FnMut(Doc) -> Result<()>) -> Result<()> {
     let t = set.seq_len();
     let mut cur: Option<Doc> = None;
-    for (s, shard) in set.shards().iter().enumerate() {
-        for g in 0..shard.num_row_groups() {
-            let w = set.read_row_group(s, g)?;
-            let nan = vec![f32::NAN; w.tokens.len()];
-            let losses = w.ref_loss.as_deref().unwrap_or(&nan);
-            for (i, (&d, &tok)) in w.doc_ids.iter().zip(&w.tokens).enumerate() {
-                if cur.as_ref().is_some_and(|c| c.id != d) {
-                    each(cur.take().unwrap())?;
-                }
-                let c = cur.get_or_insert_with(|| Doc {
-                    id: d,
-                    tokens: Vec::new(),
-                    losses: Vec::new(),
-                });
-                c.tokens.push(tok);
-                c.losses.push(if i % t == 0 { f32::NAN } else { losses[i] });
+    for group in set.row_groups() {
+        let (_, w) = group?;
+        let nan = vec![f32::NAN; w.tokens.len()];
+        let losses = w.ref_loss.as_deref().unwrap_or(&nan);
+        for (i, (&d, &tok)) in w.doc_ids.iter().zip(&w.tokens).enumerate() {
+            if cur.as_ref().is_some_and(|c| c.id != d) {
+                each(cur.take().unwrap())?;
             }
+            let c = cur.get_or_insert_with(|| Doc {
+                id: d,
+                tokens: Vec::new(),
+                losses: Vec::new(),
+            });
+            c.tokens.push(tok);
+            c.losses.push(if i % t == 0 { f32::NAN } else { losses[i] });
         }
     }
     if let Some(c) = cur {

@@ -9,12 +9,13 @@ pub mod synth; // `scorer synth`: a set of any size for benchmarks
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use shared::scores::manifest::{
-    shard_file_name, LossSummary, Manifest, ModelInfo, ShardEntry, DOCUMENTS_FILE, JOB_FILE,
-    MANIFEST_FILE, VOCAB_FILE,
+use shared::scores::format::FORMAT_VERSION;
+use shared::scores::format::{
+    shard_file_name, DOCUMENTS_FILE, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
 };
+use shared::scores::manifest::{LossSummary, Manifest, ModelInfo, ShardEntry};
 use shared::scores::scoreset::ScoreSet;
-use shared::scores::shards::{write_shard, LossStats, Rounding, Windows, FORMAT_VERSION};
+use shared::scores::shards::{write_shard, LossStats, Rounding, Windows};
 use shared::text::pack::Window;
 
 /// Writes `out` (which must not exist) as a copy of `src`'s windows with the

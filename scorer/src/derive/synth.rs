@@ -7,12 +7,13 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use shared::scores::manifest::{
-    shard_file_name, LossSummary, Manifest, ModelInfo, ShardEntry, DOCUMENTS_FILE, JOB_FILE,
-    MANIFEST_FILE, VOCAB_FILE,
+use shared::scores::format::FORMAT_VERSION;
+use shared::scores::format::{
+    shard_file_name, DOCUMENTS_FILE, JOB_FILE, MANIFEST_FILE, VOCAB_FILE,
 };
+use shared::scores::manifest::{LossSummary, Manifest, ModelInfo, ShardEntry};
 use shared::scores::scoreset::ScoreSet;
-use shared::scores::shards::{write_shard, LossDtype, LossStats, Rounding, FORMAT_VERSION};
+use shared::scores::shards::{write_shard, LossDtype, LossStats, Rounding};
 use shared::text::pack::Window;
 use shared::util::progress::Progress;
 use shared::util::rng::Rng;

@@ -88,54 +88,53 @@ pub fn run(sets: &[PathBuf], out: &Path, threshold: f64) -> Result<()> {
     shared::util::atomic::write_with(out, |file| {
         let inner = || -> Result<()> {
             let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
-            for s in 0..first.shards().len() {
-                for g in 0..first.shards()[s].num_row_groups() {
-                    let groups = opened
-                        .iter()
-                        .map(|o| o.read_row_group(s, g))
-                        .collect::<shared::Result<Vec<_>>>()?;
-                    let base = &groups[0];
-                    if groups.iter().any(|x| x.tokens != base.tokens) {
-                        bail!("shard {s} row group {g}: the sets' token ids differ");
-                    }
-                    let t = base.seq_len;
-                    let rows: Vec<usize> = (0..base.tokens.len()).filter(|i| i % t != 0).collect();
-                    let mut cols: Vec<ArrayRef> = vec![
-                        Arc::new(UInt64Array::from(
-                            rows.iter()
-                                .map(|&i| base.seq_ids[i / t])
-                                .collect::<Vec<_>>(),
-                        )),
-                        Arc::new(UInt32Array::from(
-                            rows.iter().map(|&i| (i % t) as u32).collect::<Vec<_>>(),
-                        )),
-                        Arc::new(UInt32Array::from(
-                            rows.iter().map(|&i| base.tokens[i]).collect::<Vec<_>>(),
-                        )),
-                    ];
-                    let losses: Vec<&Vec<f32>> = groups
-                        .iter()
-                        .map(|x| x.ref_loss.as_ref().context("no losses"))
-                        .collect::<Result<_>>()?;
-                    for l in &losses {
-                        cols.push(Arc::new(Float32Array::from(
-                            rows.iter().map(|&i| l[i]).collect::<Vec<_>>(),
-                        )));
-                    }
-                    let mut slopes = Vec::with_capacity(rows.len());
-                    let mut cats = Vec::with_capacity(rows.len());
-                    for &i in &rows {
-                        let ys: Vec<f32> = losses.iter().map(|l| l[i]).collect();
-                        let b = slope(&ys);
-                        let c = category(b * span, ys[m - 1], mean_final, threshold);
-                        counts[c] += 1;
-                        slopes.push(b as f32);
-                        cats.push(CATEGORIES[c]);
-                    }
-                    cols.push(Arc::new(Float32Array::from(slopes)));
-                    cols.push(Arc::new(StringArray::from(cats)));
-                    w.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
+            for group in first.groups() {
+                let (s, g) = (group.shard, group.row_group);
+                let groups = opened
+                    .iter()
+                    .map(|o| o.read_row_group(s, g))
+                    .collect::<shared::Result<Vec<_>>>()?;
+                let base = &groups[0];
+                if groups.iter().any(|x| x.tokens != base.tokens) {
+                    bail!("shard {s} row group {g}: the sets' token ids differ");
                 }
+                let t = base.seq_len;
+                let rows: Vec<usize> = (0..base.tokens.len()).filter(|i| i % t != 0).collect();
+                let mut cols: Vec<ArrayRef> = vec![
+                    Arc::new(UInt64Array::from(
+                        rows.iter()
+                            .map(|&i| base.seq_ids[i / t])
+                            .collect::<Vec<_>>(),
+                    )),
+                    Arc::new(UInt32Array::from(
+                        rows.iter().map(|&i| (i % t) as u32).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(UInt32Array::from(
+                        rows.iter().map(|&i| base.tokens[i]).collect::<Vec<_>>(),
+                    )),
+                ];
+                let losses: Vec<&Vec<f32>> = groups
+                    .iter()
+                    .map(|x| x.ref_loss.as_ref().context("no losses"))
+                    .collect::<Result<_>>()?;
+                for l in &losses {
+                    cols.push(Arc::new(Float32Array::from(
+                        rows.iter().map(|&i| l[i]).collect::<Vec<_>>(),
+                    )));
+                }
+                let mut slopes = Vec::with_capacity(rows.len());
+                let mut cats = Vec::with_capacity(rows.len());
+                for &i in &rows {
+                    let ys: Vec<f32> = losses.iter().map(|l| l[i]).collect();
+                    let b = slope(&ys);
+                    let c = category(b * span, ys[m - 1], mean_final, threshold);
+                    counts[c] += 1;
+                    slopes.push(b as f32);
+                    cats.push(CATEGORIES[c]);
+                }
+                cols.push(Arc::new(Float32Array::from(slopes)));
+                cols.push(Arc::new(StringArray::from(cats)));
+                w.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
             }
             w.close()?;
             Ok(())

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use shared::scores::manifest::{shard_file_name, DOCUMENTS_FILE, VOCAB_FILE};
+use shared::scores::format::{shard_file_name, DOCUMENTS_FILE, VOCAB_FILE};
 use shared::scores::scoreset::ScoreSet;
 use shared::scores::shards::Windows;
 use shared::select::{kept, StreamCut};
@@ -28,17 +28,21 @@ fn for_each_group(
     against: Option<&ScoreSet>,
     mut f: impl FnMut(usize, &Windows, Option<&Windows>) -> Result<()>,
 ) -> Result<()> {
-    for s in 0..set.shards().len() {
-        for g in 0..set.shards()[s].num_row_groups() {
-            let w = set.read_row_group(s, g)?;
-            let o = against.map(|a| a.read_row_group(s, g)).transpose()?;
-            if let Some(o) = &o {
-                if o.tokens != w.tokens {
-                    bail!("shard {s} row group {g}: the token ids of the two sets differ");
-                }
+    for group in set.row_groups() {
+        let (g, w) = group?;
+        let o = against
+            .map(|a| a.read_row_group(g.shard, g.row_group))
+            .transpose()?;
+        if let Some(o) = &o {
+            if o.tokens != w.tokens {
+                bail!(
+                    "shard {} row group {}: the token ids of the two sets differ",
+                    g.shard,
+                    g.row_group
+                );
             }
-            f(s, &w, o.as_ref())?;
         }
+        f(g.shard, &w, o.as_ref())?;
     }
     Ok(())
 }

@@ -11,19 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::scores::format::{FORMAT_NAME, JOB_FILE, MANIFEST_FILE};
 use crate::scores::shards::{
     check_version, LossDtype, LossStats, Rounding, ShardInfo, ShardLayout,
 };
 use crate::util::hash::{hash_bytes, hash_file};
-
-pub const JOB_FILE: &str = "job.json";
-pub const MANIFEST_FILE: &str = "manifest.json";
-pub const VOCAB_FILE: &str = "vocab.parquet";
-pub const DOCUMENTS_FILE: &str = "documents.parquet";
-
-pub fn shard_file_name(shard: usize) -> String {
-    format!("part-{shard:05}.parquet")
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenizerInfo {
@@ -334,8 +326,6 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derived_from: Option<serde_json::Value>,
 }
-
-pub const FORMAT_NAME: &str = "rho1-score-set";
 
 impl Manifest {
     /// Reads `DIR/manifest.json`, refusing other formats and versions.

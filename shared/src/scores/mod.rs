@@ -2,6 +2,7 @@
 //! `trainer` (token shards, manifest, side tables) and the reader over them.
 
 pub mod compat; // whether a model and token data belong together
+pub mod format; // the format's names and numbers: version, file names
 pub mod manifest; // job.json and manifest.json
 pub mod scoreset; // a complete set, checked and memory-mapped
 pub mod shards; // the token-row Parquet shards

@@ -15,6 +15,24 @@ pub struct ScoreSet {
     shard_start: Vec<u64>,
 }
 
+/// A row group's place in a set and the windows it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub shard: usize,
+    pub row_group: usize,
+    /// Windows in this row group (the last of a shard may hold fewer).
+    pub windows: usize,
+    /// Index, within its shard, of the row group's first window.
+    pub first_window: usize,
+}
+
+impl Group {
+    /// Row (token) index within the shard file of the group's token `i`.
+    pub fn row(&self, seq_len: usize, i: usize) -> usize {
+        self.first_window * seq_len + i
+    }
+}
+
 /// Where a window lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
@@ -80,7 +98,7 @@ impl ScoreSet {
         }
         if start != manifest.num_windows {
             return Err(Error::shard(
-                dir.join(crate::scores::manifest::MANIFEST_FILE),
+                dir.join(crate::scores::format::MANIFEST_FILE),
                 format!(
                     "shards hold {start} windows, the manifest says {}",
                     manifest.num_windows
@@ -189,6 +207,30 @@ impl ScoreSet {
         self.shards[shard].read_row_group(row_group)
     }
 
+    /// Every row group of the set in order, with its window count: the one
+    /// place that counts the windows of a row group.
+    pub fn groups(&self) -> impl Iterator<Item = Group> + '_ {
+        let rgw = self.manifest.job.row_group_windows;
+        self.shards
+            .iter()
+            .enumerate()
+            .flat_map(move |(shard, reader)| {
+                let windows = reader.info().windows;
+                (0..reader.num_row_groups()).map(move |row_group| Group {
+                    shard,
+                    row_group,
+                    windows: (windows - row_group * rgw).min(rgw),
+                    first_window: row_group * rgw,
+                })
+            })
+    }
+
+    /// Every row group of the set in order, decoded.
+    pub fn row_groups(&self) -> impl Iterator<Item = Result<(Group, Windows)>> + '_ {
+        self.groups()
+            .map(|g| Ok((g, self.read_row_group(g.shard, g.row_group)?)))
+    }
+
     /// Every window, in order (for evaluation and tests; memory grows with the set).
     pub fn read_all(&self) -> Result<Windows> {
         let mut all = Windows {
@@ -198,15 +240,13 @@ impl ScoreSet {
             doc_ids: Vec::new(),
             ref_loss: self.scored().then(Vec::new),
         };
-        for (s, shard) in self.shards.iter().enumerate() {
-            for g in 0..shard.num_row_groups() {
-                let w = self.read_row_group(s, g)?;
-                all.seq_ids.extend(w.seq_ids);
-                all.tokens.extend(w.tokens);
-                all.doc_ids.extend(w.doc_ids);
-                if let (Some(a), Some(b)) = (all.ref_loss.as_mut(), w.ref_loss) {
-                    a.extend(b);
-                }
+        for group in self.row_groups() {
+            let (_, w) = group?;
+            all.seq_ids.extend(w.seq_ids);
+            all.tokens.extend(w.tokens);
+            all.doc_ids.extend(w.doc_ids);
+            if let (Some(a), Some(b)) = (all.ref_loss.as_mut(), w.ref_loss) {
+                a.extend(b);
             }
         }
         Ok(all)

@@ -34,13 +34,8 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::scores::format::{FORMAT_VERSION, READABLE_VERSIONS, SHARD_META_KEY};
 use crate::text::pack::Window;
-
-/// Version of the shard and manifest layout this build writes.
-pub const FORMAT_VERSION: u32 = 2;
-/// Versions this build reads: 1 (dictionary + PLAIN, f32 losses) and 2.
-pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
-pub const SHARD_META_KEY: &str = "rho1.shard";
 
 /// Refuses a format version this build cannot read (`what` names the file).
 pub fn check_version(what: &Path, version: Option<u64>) -> Result<()> {
