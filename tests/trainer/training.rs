@@ -454,3 +454,62 @@ fn a_closed_output_pipe_does_not_end_the_run() {
     assert!(status.success(), "exit {status}");
     assert!(out.join("final/model.safetensors").is_file());
 }
+
+/// Progress lines carry the training loss; a model evaluated past the
+/// positions it was trained on is warned about, naming both sides.
+#[test]
+fn progress_shows_the_loss_and_eval_past_the_models_positions_warns() {
+    let f = fixture_sets();
+    let out = f.dir.join("progress-loss");
+    let _ = std::fs::remove_dir_all(&out);
+    let res = run_ok(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            s(&f.clean),
+            "--out",
+            s(&out),
+            "--model-size",
+            "debug",
+            "--max-steps",
+            "3",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("clm: 3/3 steps") && l.contains(", loss ")),
+        "{err}"
+    );
+    // The same checkpoint with max_position_embeddings 16, on windows of 64.
+    let short = f.dir.join("short-context");
+    let _ = std::fs::remove_dir_all(&short);
+    std::fs::create_dir_all(&short).unwrap();
+    for e in std::fs::read_dir(out.join("final")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, short.join(p.file_name().unwrap())).unwrap();
+    }
+    let cfg_path = short.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["max_position_embeddings"] = 16.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let res = run_ok(
+        TRAINER,
+        &[
+            "eval",
+            "--model",
+            s(&short),
+            "--data",
+            s(&f.heldout),
+            "--max-windows",
+            "4",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("warning: --seq-len 64 feeds 63 positions") && err.contains("at most 16"),
+        "{err}"
+    );
+}

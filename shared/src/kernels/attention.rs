@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::kernels::cross_entropy::cpu_f32;
 use crate::kernels::exp::exp_in_place;
-use crate::kernels::fused::{contiguous, overwritten};
+use crate::kernels::fused::{contiguous, filled, overwritten};
 use crate::kernels::gemm::sgemm_serial as gemm1;
 use crate::kernels::lanes;
 
@@ -171,13 +171,20 @@ impl CustomOp3 for CausalAttention {
                 .enumerate()
                 .for_each_init(|| vec![0f32; tt], |p, (bh, y)| work(bh, p, y));
         }
-        let mut out = overwritten(b * t * h * d); // each row gets its H heads' D values
-        out.par_chunks_mut(h * d).enumerate().for_each(|(bt, row)| {
-            let (bi, ti) = (bt / t, bt % t);
-            for hi in 0..h {
-                row[hi * d..(hi + 1) * d].copy_from_slice(&ys[((bi * h + hi) * t + ti) * d..][..d]);
-            }
-        });
+        // SAFETY: each (b, t) row gets its H heads' D values: every element.
+        let out = unsafe {
+            filled(b * t * h * d, |out| {
+                out.par_chunks_mut(h * d).enumerate().for_each(|(bt, row)| {
+                    let (bi, ti) = (bt / t, bt % t);
+                    for hi in 0..h {
+                        let src = &ys[((bi * h + hi) * t + ti) * d..][..d];
+                        for (o, &x) in row[hi * d..(hi + 1) * d].iter_mut().zip(src) {
+                            o.write(x);
+                        }
+                    }
+                })
+            })
+        };
         if self.keep {
             *self.probs.lock().unwrap() = Some(probs);
         }

@@ -6,6 +6,8 @@
 //! against the composed ops (values and gradients) in the tests below. Use
 //! them on the CPU only: other devices take the composed path.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -29,11 +31,25 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a
 }
 
 /// An output buffer of `n` values for a kernel that writes every one of them
-/// before anything reads it. Zero-filled: a `&mut [f32]` over uninitialised
-/// memory is undefined behaviour whatever the bit patterns (the fill's cost
-/// is measured in README's "Measured here").
+/// before anything reads it. Zero-filled: for the kernels that do not write
+/// through [`filled`] yet.
 pub(crate) fn overwritten(n: usize) -> Vec<f32> {
     vec![0.0; n]
+}
+
+/// A buffer of `n` values that `write` fills through `MaybeUninit::write`,
+/// with no zero-fill first (a full extra pass over every output, ~8% of a
+/// small model's step, docs/performance.md) and no reference to an unwritten
+/// f32 at any time.
+///
+/// # Safety
+/// `write` must write all `n` elements of the slice it is given.
+pub(crate) unsafe fn filled(n: usize, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    write(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: the caller's contract: every one of the n elements is written.
+    unsafe { v.set_len(n) };
+    v
 }
 
 // ---------------------------------------------------------------- RMSNorm
@@ -68,15 +84,19 @@ impl CustomOp2 for RmsNorm {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, w) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
         let c = w.len();
-        let mut out = overwritten(x.len()); // every row written below
-        out.par_chunks_mut(c)
-            .zip(x.par_chunks(c))
-            .for_each(|(o, x)| {
-                let r = inv_rms(x, self.eps);
-                for ((oj, xj), wj) in o.iter_mut().zip(x).zip(w) {
-                    *oj = xj * r * wj;
-                }
-            });
+        // SAFETY: every row of c values is written (x.len() is rows * c).
+        let out = unsafe {
+            filled(x.len(), |out| {
+                out.par_chunks_mut(c)
+                    .zip(x.par_chunks(c))
+                    .for_each(|(o, x)| {
+                        let r = inv_rms(x, self.eps);
+                        for ((oj, xj), wj) in o.iter_mut().zip(x).zip(w) {
+                            oj.write(xj * r * wj);
+                        }
+                    })
+            })
+        };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -105,7 +125,7 @@ struct RmsNormGrad {
 multiversioned! {
     /// One row of [`RmsNormGrad`], r its rsqrt: dx = r (g w - x r mean(g w x r)),
     /// and dw += g x r. The dot product is summed in sixteen lanes.
-    fn rms_norm_grad_row(dx: &mut [f32], dw: &mut [f32], x: &[f32], g: &[f32], w: &[f32], r: f32) {
+    fn rms_norm_grad_row(dx: &mut [MaybeUninit<f32>], dw: &mut [f32], x: &[f32], g: &[f32], w: &[f32], r: f32) {
         let c = x.len();
         let (dx, dw, g, w) = (&mut dx[..c], &mut dw[..c], &g[..c], &w[..c]);
         let mut dot = [0f32; 16];
@@ -128,7 +148,7 @@ multiversioned! {
         }
         let mean = dot.iter().sum::<f32>() / c as f32;
         for j in 0..c {
-            dx[j] = r * (g[j] * w[j] - x[j] * r * mean);
+            dx[j].write(r * (g[j] * w[j] - x[j] * r * mean));
         }
     }
 }
@@ -154,18 +174,23 @@ impl CustomOp3 for RmsNormGrad {
         );
         let c = w.len();
         const ROWS: usize = 64; // rows per task; each task sums its own dw
-        let mut dx = overwritten(x.len()); // rms_norm_grad_row assigns every dx
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(c * ROWS)
-            .zip(x.par_chunks(c * ROWS).zip(g.par_chunks(c * ROWS)))
-            .map(|(dx, (x, g))| {
-                let mut dw = vec![0f32; c];
-                for ((dx, x), g) in dx.chunks_mut(c).zip(x.chunks(c)).zip(g.chunks(c)) {
-                    rms_norm_grad_row(dx, &mut dw, x, g, w, inv_rms(x, self.eps));
-                }
-                dw
+        let mut partials: Vec<Vec<f32>> = Vec::new();
+        // SAFETY: rms_norm_grad_row writes every dx of each row.
+        let dx = unsafe {
+            filled(x.len(), |dx| {
+                partials = dx
+                    .par_chunks_mut(c * ROWS)
+                    .zip(x.par_chunks(c * ROWS).zip(g.par_chunks(c * ROWS)))
+                    .map(|(dx, (x, g))| {
+                        let mut dw = vec![0f32; c];
+                        for ((dx, x), g) in dx.chunks_mut(c).zip(x.chunks(c)).zip(g.chunks(c)) {
+                            rms_norm_grad_row(dx, &mut dw, x, g, w, inv_rms(x, self.eps));
+                        }
+                        dw
+                    })
+                    .collect();
             })
-            .collect();
+        };
         let mut out = dx;
         out.resize(x.len() + c, 0.0);
         let dw = &mut out[x.len()..];
@@ -207,9 +232,9 @@ multiversioned! {
     /// SwiGLU forward, o = silu(a) * b. `exp` per element vectorizes only as
     /// wide as the loop is compiled (SSE2 in a default build: 5% of a d512
     /// scoring pass in `perf`), hence `multiversioned!`.
-    fn swiglu_forward(o: &mut [f32], a: &[f32], b: &[f32]) {
+    fn swiglu_forward(o: &mut [MaybeUninit<f32>], a: &[f32], b: &[f32]) {
         for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-            *o = a * sigmoid(a) * b;
+            o.write(a * sigmoid(a) * b);
         }
     }
 }
@@ -217,13 +242,13 @@ multiversioned! {
 multiversioned! {
     /// SwiGLU backward: with s = sigmoid(a), da = g b s (1 + a (1 - s)) and
     /// db = g a s.
-    fn swiglu_backward(da: &mut [f32], db: &mut [f32], a: &[f32], b: &[f32], g: &[f32]) {
+    fn swiglu_backward(da: &mut [MaybeUninit<f32>], db: &mut [MaybeUninit<f32>], a: &[f32], b: &[f32], g: &[f32]) {
         let n = a.len();
         let (da, db, b, g) = (&mut da[..n], &mut db[..n], &b[..n], &g[..n]);
         for i in 0..n {
             let s = sigmoid(a[i]);
-            da[i] = g[i] * b[i] * s * (1.0 + a[i] * (1.0 - s));
-            db[i] = g[i] * a[i] * s;
+            da[i].write(g[i] * b[i] * s * (1.0 + a[i] * (1.0 - s)));
+            db[i].write(g[i] * a[i] * s);
         }
     }
 }
@@ -241,10 +266,15 @@ impl CustomOp2 for SwiGlu {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (a, b) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
-        let mut out = overwritten(a.len()); // swiglu_forward assigns every element
-        out.par_chunks_mut(SWIGLU_CHUNK)
-            .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
-            .for_each(|(o, (a, b))| swiglu_forward(o, a, b));
+        // SAFETY: swiglu_forward writes every element of each chunk (a and b
+        // have the output's length).
+        let out = unsafe {
+            filled(a.len(), |out| {
+                out.par_chunks_mut(SWIGLU_CHUNK)
+                    .zip(a.par_chunks(SWIGLU_CHUNK).zip(b.par_chunks(SWIGLU_CHUNK)))
+                    .for_each(|(o, (a, b))| swiglu_forward(o, a, b))
+            })
+        };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -287,16 +317,20 @@ impl CustomOp3 for SwiGluGrad {
             slice(s3, l3, self.name())?,
         );
         let n = a.len();
-        let mut out = overwritten(2 * n); // swiglu_backward assigns da and db
-        let (da, db) = out.split_at_mut(n);
-        da.par_chunks_mut(SWIGLU_CHUNK)
-            .zip(db.par_chunks_mut(SWIGLU_CHUNK))
-            .zip(
-                a.par_chunks(SWIGLU_CHUNK)
-                    .zip(b.par_chunks(SWIGLU_CHUNK))
-                    .zip(g.par_chunks(SWIGLU_CHUNK)),
-            )
-            .for_each(|((da, db), ((a, b), g))| swiglu_backward(da, db, a, b, g));
+        // SAFETY: swiglu_backward writes every da and db of each chunk.
+        let out = unsafe {
+            filled(2 * n, |out| {
+                let (da, db) = out.split_at_mut(n);
+                da.par_chunks_mut(SWIGLU_CHUNK)
+                    .zip(db.par_chunks_mut(SWIGLU_CHUNK))
+                    .zip(
+                        a.par_chunks(SWIGLU_CHUNK)
+                            .zip(b.par_chunks(SWIGLU_CHUNK))
+                            .zip(g.par_chunks(SWIGLU_CHUNK)),
+                    )
+                    .for_each(|((da, db), ((a, b), g))| swiglu_backward(da, db, a, b, g))
+            })
+        };
         Ok((CpuStorage::F32(out), Shape::from(2 * n)))
     }
 }
@@ -349,40 +383,45 @@ impl CustomOp3 for Rope {
             candle_core::bail!("{}: rotary tables shorter than {t} positions", self.name());
         }
         let sign = if self.inverse { -1.0 } else { 1.0 };
-        let mut out = overwritten(x.len()); // j and j + h for j < D/2: every element
-                                            // One task per output (b, head) plane of T x D, contiguous in the output
-                                            // for the forward; for the inverse the output is (B, T, N, D), so a
-                                            // task owns a (b, t) plane of N x D instead.
-        if !self.inverse {
-            out.par_chunks_mut(t * d).enumerate().for_each(|(bn, o)| {
-                let (bi, ni) = (bn / n, bn % n);
-                for ti in 0..t {
-                    let src = &x[((bi * t + ti) * n + ni) * d..][..d];
-                    let (c, s) = (&cos[ti * h..][..h], &sin[ti * h..][..h]);
-                    let o = &mut o[ti * d..][..d];
-                    for j in 0..h {
-                        let (x1, x2) = (src[j], src[j + h]);
-                        o[j] = self.scale * (x1 * c[j] - x2 * s[j]);
-                        o[j + h] = self.scale * (x2 * c[j] + x1 * s[j]);
-                    }
+        // SAFETY: every (b, head, t) row of D values is written, j and j + h
+        // for each j < D/2.
+        let out = unsafe {
+            filled(x.len(), |out| {
+                // One task per output (b, head) plane of T x D, contiguous in the output
+                // for the forward; for the inverse the output is (B, T, N, D), so a
+                // task owns a (b, t) plane of N x D instead.
+                if !self.inverse {
+                    out.par_chunks_mut(t * d).enumerate().for_each(|(bn, o)| {
+                        let (bi, ni) = (bn / n, bn % n);
+                        for ti in 0..t {
+                            let src = &x[((bi * t + ti) * n + ni) * d..][..d];
+                            let (c, s) = (&cos[ti * h..][..h], &sin[ti * h..][..h]);
+                            let o = &mut o[ti * d..][..d];
+                            for j in 0..h {
+                                let (x1, x2) = (src[j], src[j + h]);
+                                o[j].write(self.scale * (x1 * c[j] - x2 * s[j]));
+                                o[j + h].write(self.scale * (x2 * c[j] + x1 * s[j]));
+                            }
+                        }
+                    });
+                } else {
+                    out.par_chunks_mut(n * d).enumerate().for_each(|(bt, o)| {
+                        let (bi, ti) = (bt / t, bt % t);
+                        let (c, s) = (&cos[ti * h..][..h], &sin[ti * h..][..h]);
+                        for ni in 0..n {
+                            let src = &x[((bi * n + ni) * t + ti) * d..][..d];
+                            let o = &mut o[ni * d..][..d];
+                            for j in 0..h {
+                                let (x1, x2) = (src[j], src[j + h]);
+                                let sj = sign * s[j];
+                                o[j].write(self.scale * (x1 * c[j] - x2 * sj));
+                                o[j + h].write(self.scale * (x2 * c[j] + x1 * sj));
+                            }
+                        }
+                    });
                 }
-            });
-        } else {
-            out.par_chunks_mut(n * d).enumerate().for_each(|(bt, o)| {
-                let (bi, ti) = (bt / t, bt % t);
-                let (c, s) = (&cos[ti * h..][..h], &sin[ti * h..][..h]);
-                for ni in 0..n {
-                    let src = &x[((bi * n + ni) * t + ti) * d..][..d];
-                    let o = &mut o[ni * d..][..d];
-                    for j in 0..h {
-                        let (x1, x2) = (src[j], src[j + h]);
-                        let sj = sign * s[j];
-                        o[j] = self.scale * (x1 * c[j] - x2 * sj);
-                        o[j + h] = self.scale * (x2 * c[j] + x1 * sj);
-                    }
-                }
-            });
-        }
+            })
+        };
         let shape = if self.inverse {
             Shape::from((b, t, n, d))
         } else {
