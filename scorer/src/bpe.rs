@@ -8,6 +8,32 @@ use anyhow::Result;
 use shared::text::corpus::{expand_inputs, Corpus};
 use shared::text::tokenizer::Tokenizer;
 
+/// `scorer tokenizer`: train a byte-level BPE tokenizer on corpus files and
+/// write tokenizer.json.
+#[derive(clap::Args)]
+pub struct TokenizerArgs {
+    /// Corpus files, directories or globs: .jsonl, .json, .ndjson (each
+    /// optionally .zst), .parquet, .txt, .md; directories are searched
+    /// recursively, and their hidden files and other formats are skipped and counted.
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<PathBuf>,
+    /// Number of ids in the vocabulary (256 byte tokens + end-of-text + merges).
+    #[arg(long, default_value_t = 8192)]
+    pub vocab_size: usize,
+    /// Where to write tokenizer.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// JSON field / Parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+}
+
+impl TokenizerArgs {
+    pub fn run(&self) -> Result<()> {
+        train_tokenizer(&self.corpus, self.vocab_size, &self.out, &self.text_field)
+    }
+}
+
 pub fn train_tokenizer(
     corpus: &[PathBuf],
     vocab_size: usize,

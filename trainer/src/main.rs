@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // mimalloc, told by shared::process never to purge, reuses freed pages.
 #[global_allocator]
@@ -37,6 +37,9 @@ use tools::{bench, demo, read_bench, report, selection};
     about = "Train a Llama-family model with CLM or RHO-1 selective language modeling"
 )]
 struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true, display_order = 10_000)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,9 +79,6 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
         /// cpu, or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -163,16 +163,14 @@ fn eval_cmd(
 
 fn run(cli: Cli) -> Result<()> {
     shared::kernels::blas::init_and_report()?;
+    shared::kernels::threads::set_threads(cli.threads);
     match cli.command {
         Command::Train(a) => {
             let settings = (*a).resolve()?;
             train::run(&settings)?;
             Ok(())
         }
-        Command::Demo(a) => {
-            shared::kernels::threads::set_threads(a.threads);
-            demo::run(&a)
-        }
+        Command::Demo(a) => demo::run(&a, cli.threads),
         Command::Selection(a) => selection::run(&a),
         Command::Report(a) => report::run(&a),
         Command::Bench(a) => bench::run(&a),
@@ -183,15 +181,17 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             max_windows,
             json,
-            threads,
             device,
-        } => {
-            shared::kernels::threads::set_threads(threads);
-            eval_cmd(&model, &data, batch_size, max_windows, json, &device)
-        }
+        } => eval_cmd(&model, &data, batch_size, max_windows, json, &device),
     }
 }
 
+/// The command line, with `train`'s defaults shown from `args::Settings`.
+fn parse() -> Cli {
+    let cmd = Cli::command().mut_subcommand("train", args::with_defaults);
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    shared::process::main(|| run(Cli::parse()))
+    shared::process::main(|| run(parse()))
 }

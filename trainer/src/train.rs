@@ -2,6 +2,7 @@
 //! (step, evaluation, checkpoints, metrics) and finishing (final checkpoint,
 //! summary). The step itself is in `step.rs`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,64 +33,44 @@ pub const SETTINGS_FILE: &str = "settings.json";
 
 /// Builds the model config and weights the settings ask for.
 fn make_model(s: &Settings, vocab: usize, dev: &Device) -> Result<(LlamaConfig, VarMap)> {
-    Ok(match &s.model {
+    Ok(match s.model.source() {
         ModelSource::Init(dir) => {
-            let ckpt = Checkpoint::load(dir, DType::F32, dev)?;
+            let ckpt = Checkpoint::load(&dir, DType::F32, dev)?;
             (ckpt.config.clone(), ckpt.into_varmap()?)
         }
         ModelSource::Config(path) => {
-            let cfg = LlamaConfig::load(path)?;
-            let vm = init_varmap(&cfg, s.seed, 0.02, dev)?;
+            let cfg = LlamaConfig::load(&path)?;
+            let vm = init_varmap(&cfg, s.data.seed, 0.02, dev)?;
             (cfg, vm)
         }
-        ModelSource::Size(name) => {
-            let cfg = LlamaConfig::preset(name, vocab)?;
-            let vm = init_varmap(&cfg, s.seed, 0.02, dev)?;
+        ModelSource::Size(size) => {
+            let cfg = size.config(vocab)?;
+            let vm = init_varmap(&cfg, s.data.seed, 0.02, dev)?;
             (cfg, vm)
         }
     })
 }
 
-/// Settings a resumed run may change: how it runs, what it reports, and
-/// where it stops. The learning-rate and ratio schedules keep the horizon
-/// the run started with ([`TrainerState::schedule_steps`]), so raising
-/// `--max-steps` extends a run at the schedule's floor and lowering it stops
-/// early, and neither changes a step already taken or still to come.
-pub const RESUMABLE_CHANGES: &[&str] = &[
-    "resume",
-    "threads",
-    "device",
-    "eval_every",
-    "checkpoint_every",
-    "eval_windows",
-    "eval_data",
-    "max_steps",
-    "max_tokens",
-    "epochs",
-];
-
-/// The settings that define a run's results (a resumed run must match them).
-fn identity(s: &Settings) -> serde_json::Value {
-    let mut v = serde_json::to_value(s).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        for k in RESUMABLE_CHANGES {
-            o.remove(*k);
-        }
-    }
-    v
-}
-
-/// `name: old -> new` for each setting that differs between two identities.
+/// `section.name: old -> new` for each setting that differs between two
+/// identities ([`Settings::identity`]).
 fn identity_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
-    let empty = serde_json::Map::new();
-    let (o, n) = (
-        old.as_object().unwrap_or(&empty),
-        new.as_object().unwrap_or(&empty),
-    );
+    fn flat(v: &serde_json::Value) -> BTreeMap<String, &serde_json::Value> {
+        let mut out = BTreeMap::new();
+        for (section, fields) in v.as_object().into_iter().flatten() {
+            match fields.as_object() {
+                Some(f) => out.extend(f.iter().map(|(k, v)| (format!("{section}.{k}"), v))),
+                None => {
+                    out.insert(section.clone(), fields);
+                }
+            }
+        }
+        out
+    }
+    let (o, n) = (flat(old), flat(new));
     let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
     keys.sort();
     keys.dedup();
-    let show = |v: Option<&serde_json::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+    let show = |v: Option<&&serde_json::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
     keys.into_iter()
         .filter(|k| o.get(*k) != n.get(*k))
         .map(|k| format!("{k}: {} -> {}", show(o.get(k)), show(n.get(k))))
@@ -131,10 +112,10 @@ impl MetricsLog {
 /// Trains as `s` says; returns the final checkpoint directory.
 pub fn run(s: &Settings) -> Result<PathBuf> {
     let mut run = Run::setup(s)?;
-    if run.st.step == 0 && s.eval_every > 0 {
+    if run.st.step == 0 && s.run.eval_every > 0 {
         run.evaluate()?;
     }
-    let label = if s.objective == Objective::Slm {
+    let label = if s.select.objective == Objective::Slm {
         "slm"
     } else {
         "clm"
@@ -150,12 +131,15 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         if let (Some(signal), false) = (shared::util::interrupt::requested(), at_end) {
             return run.stop(signal);
         }
-        if s.eval_every > 0 && run.st.step.is_multiple_of(s.eval_every) || at_end {
+        if s.run.eval_every > 0 && run.st.step.is_multiple_of(s.run.eval_every) || at_end {
             run.evaluate()?;
         }
-        if s.checkpoint_every > 0 && run.st.step.is_multiple_of(s.checkpoint_every) && !at_end {
+        if s.run.checkpoint_every > 0
+            && run.st.step.is_multiple_of(s.run.checkpoint_every)
+            && !at_end
+        {
             let name = format!("step-{:06}", run.st.step);
-            run.save(&s.out.join("checkpoints").join(name))?;
+            run.save(&s.run.out.join("checkpoints").join(name))?;
         }
     }
     progress.finish();
@@ -196,11 +180,11 @@ struct Checked {
 
 /// Opens the data and the model and checks that they belong together.
 fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
-    let data = TrainData::open(&s.data, Rng::derive(s.seed, "data").next_u64())?;
+    let data = TrainData::open(&s.data.sets, Rng::derive(s.data.seed, "data").next_u64())?;
     let first = &data.sets()[0];
     let tokenizer_json = tokenizer_of(first);
     let tok_info = first.manifest().job.tokenizer.clone();
-    let eval_set = match &s.eval_data {
+    let eval_set = match &s.run.eval_data {
         Some(d) => {
             let e = ScoreSet::open(d)?;
             first.check_mixable(&e)?;
@@ -216,22 +200,22 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
             cfg.vocab_size
         );
     }
-    if let ModelSource::Init(dir) = &s.model {
-        check_model_tokenizer(dir, first)?;
-        if let Some(why) = window_beyond_positions(&cfg, dir, data.seq_len()) {
+    if let ModelSource::Init(dir) = s.model.source() {
+        check_model_tokenizer(&dir, first)?;
+        if let Some(why) = window_beyond_positions(&cfg, &dir, data.seq_len()) {
             // Training past the positions a model has seen is how a context
             // is extended: said, not refused (see fit_positions).
             shared::say!("warning: {why}; training at this length");
         }
     }
-    let need_ref = s.objective == Objective::Slm;
+    let need_ref = s.select.objective == Objective::Slm;
     if let Some(set) = data.sets().iter().find(|set| need_ref && !set.scored()) {
         bail!(
             "{}: a pack-only set (written by `scorer pack`) has no ref_loss; --objective slm needs a set written by `scorer score`",
             set.dir().display()
         );
     }
-    let noise_span = s.noise_quantile.map(|_| s.noise_span);
+    let noise_span = s.select.noise_quantile.map(|_| s.select.noise_span);
     let noise_scores = data.validate(cfg.vocab_size, need_ref, noise_span)?;
     if let Some(e) = &eval_set {
         check_sets(std::slice::from_ref(e), cfg.vocab_size, false, None)?;
@@ -258,13 +242,13 @@ fn fit_positions(mut cfg: LlamaConfig, seq_len: usize) -> LlamaConfig {
 
 /// Steps the run takes: the smallest of --max-steps, --max-tokens and --epochs.
 fn total_steps(s: &Settings, data: &TrainData) -> u64 {
-    let windows_per_step = (s.batch_size * s.grad_accum) as u64;
+    let windows_per_step = (s.data.batch_size * s.data.grad_accum) as u64;
     let tokens_per_step = windows_per_step * data.seq_len() as u64;
-    match (s.max_steps, s.max_tokens) {
+    match (s.run.max_steps, s.run.max_tokens) {
         (Some(m), Some(t)) => m.min(t.div_ceil(tokens_per_step)),
         (Some(m), None) => m,
         (None, Some(t)) => t.div_ceil(tokens_per_step),
-        (None, None) => (s.epochs * data.num_windows()).div_ceil(windows_per_step),
+        (None, None) => (s.run.epochs * data.num_windows()).div_ceil(windows_per_step),
     }
 }
 
@@ -277,15 +261,15 @@ fn resume_or_start(
     opt: &mut AdamW,
     dev: &Device,
 ) -> Result<Option<TrainerState>> {
-    let settings_path = s.out.join(SETTINGS_FILE);
-    if !s.resume {
-        if s.out.join(METRICS_FILE).exists() {
+    let settings_path = s.run.out.join(SETTINGS_FILE);
+    if !s.run.resume {
+        if s.run.out.join(METRICS_FILE).exists() {
             bail!(
                 "{} already holds a run: pass --resume to continue it, or choose another --out",
-                s.out.display()
+                s.run.out.display()
             );
         }
-        let json = serde_json::to_string_pretty(&identity(s))?;
+        let json = serde_json::to_string_pretty(&s.identity())?;
         shared::util::atomic::write_file(&settings_path, json.as_bytes())?;
         return Ok(None);
     }
@@ -293,22 +277,22 @@ fn resume_or_start(
         &std::fs::read_to_string(&settings_path)
             .with_context(|| format!("--resume: reading {}", settings_path.display()))?,
     )?;
-    let changes = identity_changes(&old, &identity(s));
+    let changes = identity_changes(&old, &s.identity());
     if !changes.is_empty() {
         bail!(
             "--resume: these settings differ from {}, and a resumed run must keep them:\n  {}\n(a resume may change only {})",
             settings_path.display(),
             changes.join("\n  "),
-            RESUMABLE_CHANGES[1..].join(", ")
+            Settings::resumable_flags().join(", ")
         );
     }
-    let Some((dir, saved)) = state::latest(&s.out)? else {
+    let Some((dir, saved)) = state::latest(&s.run.out)? else {
         shared::say!(
             "--resume: no checkpoint in {} yet, starting from step 0",
-            s.out.display()
+            s.run.out.display()
         );
         return Ok(Some(TrainerState {
-            seed: s.seed,
+            seed: s.data.seed,
             ..Default::default()
         }));
     };
@@ -332,12 +316,11 @@ impl<'a> Run<'a> {
     /// Checks, model, run directory and resume point; nothing in the run
     /// directory is touched before every check has passed.
     fn setup(s: &'a Settings) -> Result<Self> {
-        shared::kernels::threads::set_threads(s.threads);
-        let dev = shared::util::device::parse_device(&s.device)?;
-        let dtype = shared::util::device::parse_dtype(&s.dtype)?;
+        let dev = s.run.device.open()?;
+        let dtype = s.model.dtype.dtype();
         shared::util::device::check_dtype(&dev, dtype)?;
         let ours = [SETTINGS_FILE, METRICS_FILE, ".settings.json.tmp-"];
-        shared::util::outdir::check_ours(&s.out, &ours, "a training run")?;
+        shared::util::outdir::check_ours(&s.run.out, &ours, "a training run")?;
         let Checked {
             data,
             noise_scores,
@@ -347,9 +330,9 @@ impl<'a> Run<'a> {
             varmap,
         } = check_inputs(s, &dev)?;
         let total_steps = total_steps(s, &data);
-        let noise = match (s.noise_quantile, &noise_scores) {
+        let noise = match (s.select.noise_quantile, &noise_scores) {
             (Some(q), Some(scores)) => {
-                let f = crate::noise::from_scores(scores, s.noise_span, q);
+                let f = crate::noise::from_scores(scores, s.select.noise_span, q);
                 shared::say!(
                     "noise filter: tokens whose mean reference loss over {} tokens is above {:.3} nats (quantile {q} of the training data) are not selected",
                     f.span, f.cap
@@ -359,20 +342,21 @@ impl<'a> Run<'a> {
             _ => None,
         };
 
-        std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
+        std::fs::create_dir_all(&s.run.out)
+            .with_context(|| format!("creating {}", s.run.out.display()))?;
         let mut opt = AdamW::new(
             &varmap,
             AdamWConfig {
-                beta1: s.beta1,
-                beta2: s.beta2,
-                weight_decay: s.weight_decay,
+                beta1: s.optim.beta1,
+                beta2: s.optim.beta2,
+                weight_decay: s.optim.weight_decay,
                 ..AdamWConfig::default()
             },
         )?;
         let resumed = resume_or_start(s, &varmap, &mut opt, &dev)?;
-        let metrics = MetricsLog::open(&s.out, resumed.as_ref().map(|st| st.step))?;
+        let metrics = MetricsLog::open(&s.run.out, resumed.as_ref().map(|st| st.step))?;
         let mut st = resumed.unwrap_or(TrainerState {
-            seed: s.seed,
+            seed: s.data.seed,
             ..Default::default()
         });
         if st.schedule_steps == 0 || st.step == 0 {
@@ -386,15 +370,15 @@ impl<'a> Run<'a> {
         let model = model_over(&varmap, &cfg, dtype, &dev, Mode::Train)?;
         shared::say!(
             "training {} ({:.2}M params) with {} on {} windows of {}: {total_steps} steps of {} windows",
-            match &s.model {
-                ModelSource::Size(n) => n.clone(),
+            match s.model.source() {
+                ModelSource::Size(n) => n.name().to_string(),
                 ModelSource::Config(p) | ModelSource::Init(p) => p.display().to_string(),
             },
             cfg.num_params() as f64 / 1e6,
-            crate::args::cli_name(&s.objective),
+            crate::args::cli_name(&s.select.objective),
             data.num_windows(),
             data.seq_len(),
-            s.batch_size * s.grad_accum,
+            s.data.batch_size * s.data.grad_accum,
         );
         Ok(Run {
             s,
@@ -420,11 +404,11 @@ impl<'a> Run<'a> {
     fn step(&mut self) -> Result<f64> {
         let (s, st) = (self.s, &mut self.st);
         let t0 = Instant::now();
-        let windows_per_step = (s.batch_size * s.grad_accum) as u64;
-        let batches = (0..s.grad_accum)
+        let windows_per_step = (s.data.batch_size * s.data.grad_accum) as u64;
+        let batches = (0..s.data.grad_accum)
             .map(|i| {
-                let cursor = st.cursor + (i * s.batch_size) as u64;
-                self.data.batch(cursor, s.batch_size)
+                let cursor = st.cursor + (i * s.data.batch_size) as u64;
+                self.data.batch(cursor, s.data.batch_size)
             })
             .collect::<Result<Vec<_>>>()?;
         let data_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -432,33 +416,33 @@ impl<'a> Run<'a> {
         let ratio = ratio_at(
             st.step,
             st.schedule_steps,
-            s.select_ratio,
-            s.select_ratio_end,
+            s.select.ratio,
+            s.select.end_ratio(),
         );
         let lr = lr_at(
             st.step,
             st.schedule_steps,
-            s.lr,
-            s.warmup_steps,
-            s.min_lr_ratio,
+            s.optim.lr,
+            s.schedule.warmup_steps,
+            s.schedule.min_lr_ratio,
         );
         let params = Params {
-            method: s.select,
+            method: s.select.method,
             ratio,
-            threshold: s.select_threshold,
-            temperature: s.select_temperature,
+            threshold: s.select.threshold,
+            temperature: s.select.temperature,
             noise: self.noise,
         };
         let input = StepInput {
-            objective: s.objective,
+            objective: s.select.objective,
             select: &params,
             lr,
-            grad_clip: s.grad_clip,
+            grad_clip: s.optim.grad_clip,
         };
         if self.dtype != DType::F32 {
             self.model = model_over(&self.varmap, &self.cfg, self.dtype, &self.dev, Mode::Train)?;
         }
-        let mut rng = Rng::derive(s.seed, &format!("select-{}", st.step));
+        let mut rng = Rng::derive(s.data.seed, &format!("select-{}", st.step));
         let stats = train_step(
             &self.model,
             &mut self.opt,
@@ -510,7 +494,7 @@ impl<'a> Run<'a> {
         };
         let m = model_over(&self.varmap, &self.cfg, DType::F32, &self.dev, Mode::Infer)?;
         let s = self.s;
-        let r = evaluate(&m, set, s.batch_size, s.eval_windows, &self.dev)?;
+        let r = evaluate(&m, set, s.data.batch_size, s.run.eval_windows, &self.dev)?;
         let st = &self.st;
         self.metrics.write(&Record::Eval(EvalRecord {
             step: st.step,
@@ -535,6 +519,7 @@ impl<'a> Run<'a> {
     fn stop(self, signal: &str) -> Result<PathBuf> {
         let dir = self
             .s
+            .run
             .out
             .join("checkpoints")
             .join(format!("step-{:06}", self.st.step));
@@ -555,7 +540,7 @@ impl<'a> Run<'a> {
     /// Writes `final/` (unless a resumed run already holds it for this step)
     /// and prints the held-out loss.
     fn finish(mut self) -> Result<PathBuf> {
-        let final_dir = self.s.out.join("final");
+        let final_dir = self.s.run.out.join("final");
         let done = final_dir.join(state::STATE_FILE).is_file()
             && state::load_state(&final_dir)?.step == self.st.step;
         if !done {

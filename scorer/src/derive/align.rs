@@ -188,17 +188,34 @@ fn split_by_bytes(ref_len: &[usize], ref_loss: &[f32], tgt_len: &[usize]) -> (Ve
     (out.into_iter().map(|x| x as f32).collect(), missing)
 }
 
-pub struct AlignArgs<'a> {
-    pub scores: &'a Path,
-    pub tokenizer: &'a Path,
-    pub corpus: &'a [PathBuf],
+/// `scorer align`: a score set over another tokenizer's windows of the same
+/// corpus: each target token gets the losses of the reference tokens that end
+/// inside it (per document, the total reference loss is preserved).
+#[derive(clap::Args)]
+pub struct AlignArgs {
+    /// Scored set made with the reference's tokenizer.
+    #[arg(long)]
+    pub scores: PathBuf,
+    /// The target's tokenizer (tokenizer.json, or a GGUF file's own).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// The corpus the set was scored on (checked against its SHA-256s).
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<PathBuf>,
+    /// End-of-text token of the target (default: the tokenizer's).
+    #[arg(long)]
     pub eos_token: Option<String>,
+    /// end: a reference token's loss goes to the target token holding its
+    /// last byte; bytes: it is shared by overlapping bytes.
+    #[arg(long, value_enum, default_value = "end")]
     pub split: Split,
-    pub out: &'a Path,
+    /// Output directory (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 pub fn run(a: &AlignArgs) -> Result<()> {
-    let src = ScoreSet::open(a.scores)?;
+    let src = ScoreSet::open(&a.scores)?;
     let job = &src.manifest().job;
     if !src.scored() {
         bail!(
@@ -210,7 +227,7 @@ pub fn run(a: &AlignArgs) -> Result<()> {
         bail!("{} exists: choose a new --out directory", a.out.display());
     }
     // The corpus must be the one the set was scored on, file for file.
-    let files = shared::text::corpus::expand_inputs(a.corpus)?.files;
+    let files = shared::text::corpus::expand_inputs(&a.corpus)?.files;
     let given: Vec<InputFile> = files
         .iter()
         .map(|f| InputFile::describe(f))
@@ -250,8 +267,8 @@ pub fn run(a: &AlignArgs) -> Result<()> {
             .with_context(|| format!("removing the stale {}", pack_dir.display()))?;
     }
     crate::job::run(&crate::job::Settings {
-        corpus: a.corpus.to_vec(),
-        tokenizer: a.tokenizer.to_path_buf(),
+        corpus: a.corpus.clone(),
+        tokenizer: a.tokenizer.clone(),
         eos_token: a.eos_token.clone(),
         model: None,
         out: pack_dir.clone(),
@@ -390,7 +407,7 @@ fn align_onto(src: &ScoreSet, ref_tok: &Tokenizer, pack_dir: &Path, a: &AlignArg
         "stats": stats,
         "target_windows_without_reference": tgt.num_windows() - max_windows,
     });
-    let m = super::write_derived(&tgt, a.out, reference, derived, max_windows, |_, _, w| {
+    let m = super::write_derived(&tgt, &a.out, reference, derived, max_windows, |_, _, w| {
         let mut l = vec![f32::NAN; w.tokens.len()];
         for (i, &seq) in w.seq_ids.iter().enumerate() {
             let start = seq as usize * t;

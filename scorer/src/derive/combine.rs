@@ -44,6 +44,31 @@ fn combine(op: Op, weights: &[f64], values: &[f32]) -> f32 {
     }
 }
 
+/// `scorer combine`: several references at once: score sets of the same
+/// windows combined token by token (min, weighted mean or max of their
+/// ref_loss) into one set.
+#[derive(clap::Args)]
+pub struct CombineArgs {
+    /// Scored sets of the same corpus, tokenizer, seq_len and layout.
+    #[arg(long, required = true, num_args = 2..)]
+    pub sets: Vec<PathBuf>,
+    /// How the reference losses of a token are combined.
+    #[arg(long, value_enum)]
+    pub op: Op,
+    /// With --op mean: one weight per set (normalised to sum 1).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub weights: Option<Vec<f64>>,
+    /// Output directory (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl CombineArgs {
+    pub fn run(&self) -> Result<()> {
+        run(&self.sets, self.op, self.weights.as_deref(), &self.out)
+    }
+}
+
 pub fn run(dirs: &[PathBuf], op: Op, weights: Option<&[f64]>, out: &Path) -> Result<()> {
     if dirs.len() < 2 {
         bail!("--sets needs at least two score sets");

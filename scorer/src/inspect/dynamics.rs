@@ -48,6 +48,27 @@ pub fn category(dl: f64, final_loss: f32, mean_final: f64, t: f64) -> usize {
     }
 }
 
+/// `scorer dynamics`: token loss dynamics across checkpoints (H->L, L->H,
+/// L->L, H->H), as in the RHO-1 paper.
+#[derive(clap::Args)]
+pub struct DynamicsArgs {
+    /// Score sets of the same windows, one per checkpoint, in training order.
+    #[arg(long, required = true, num_args = 2..)]
+    pub sets: Vec<PathBuf>,
+    /// Parquet file with one row per predicted token.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// |dL| above this is a transition (H->L or L->H).
+    #[arg(long, default_value_t = 0.2)]
+    pub threshold: f64,
+}
+
+impl DynamicsArgs {
+    pub fn run(&self) -> Result<()> {
+        run(&self.sets, &self.out, self.threshold)
+    }
+}
+
 pub fn run(sets: &[PathBuf], out: &Path, threshold: f64) -> Result<()> {
     if sets.len() < 2 {
         bail!("give at least two score sets (one per checkpoint, in order)");

@@ -6,7 +6,7 @@
 //! and `export.json` with what was kept per source file.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -134,6 +134,31 @@ fn copy_side_tables(set_dir: &Path, tmp: &Path) -> shared::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `scorer export`: write a selection as a loss mask: the set's rows plus a
+/// boolean `keep` column.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Scored set (reference losses).
+    #[arg(long)]
+    pub set: PathBuf,
+    /// The same windows scored by the model being trained: rank by excess
+    /// loss (this - reference), highest kept. Without it: lowest reference loss kept.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Fraction of predicted tokens kept, in (0, 1].
+    #[arg(long, default_value_t = shared::select::DEFAULT_RATIO)]
+    pub ratio: f64,
+    /// Output directory (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl ExportArgs {
+    pub fn run(&self) -> Result<()> {
+        run(&self.set, self.against.as_deref(), self.ratio, &self.out)
+    }
 }
 
 pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Result<()> {

@@ -1,10 +1,24 @@
 //! `scorer verify`: every shard of a finished set against its manifest.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use shared::scores::manifest::Manifest;
 use shared::scores::shards::ShardReader;
+
+/// `scorer verify`: check every shard of a score set against its manifest
+/// (size, footer, SHA-256).
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// Score set directory.
+    pub dir: PathBuf,
+}
+
+impl VerifyArgs {
+    pub fn run(&self) -> Result<()> {
+        verify(&self.dir)
+    }
+}
 
 /// Re-reads every shard of a finished set: size, footer, content hash.
 pub fn verify(dir: &Path) -> Result<()> {

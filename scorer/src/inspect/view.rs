@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use shared::scores::scoreset::ScoreSet;
@@ -88,14 +88,31 @@ fn utf8_groups(tokens: &[Vec<u8>]) -> Vec<(std::ops::Range<usize>, String)> {
     out
 }
 
-pub struct ViewArgs<'a> {
-    pub set: &'a Path,
-    pub against: Option<&'a Path>,
+/// `scorer view`: a self-contained HTML page showing documents token by
+/// token, coloured by score.
+#[derive(clap::Args)]
+pub struct ViewArgs {
+    /// Scored set.
+    #[arg(long)]
+    pub set: PathBuf,
+    /// The same windows scored by another model (for excess loss).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// What the colour shows.
+    #[arg(long, value_enum, default_value = "loss")]
     pub color: ColorBy,
+    /// Ratio for kept/dropped.
+    #[arg(long, default_value_t = shared::select::DEFAULT_RATIO)]
     pub ratio: f64,
-    pub docs: &'a [u64],
+    /// Document ids to show (default: the first --limit documents).
+    #[arg(long, num_args = 1..)]
+    pub docs: Vec<u64>,
+    /// Documents shown when --docs is not given.
+    #[arg(long, default_value_t = 5)]
     pub limit: usize,
-    pub out: &'a Path,
+    /// The HTML file to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// The rows kept at `ratio` of the predicted ones (NaN values are not
@@ -208,12 +225,12 @@ fn set_tokenizer(set: &ScoreSet) -> Result<Tokenizer> {
 
 pub fn run(a: &ViewArgs) -> Result<()> {
     shared::util::ratio::check_ratio("--ratio", a.ratio).map_err(anyhow::Error::msg)?;
-    let set = ScoreSet::open(a.set)?;
+    let set = ScoreSet::open(&a.set)?;
     if !set.scored() {
         bail!("{}: a pack-only set has no losses to show", a.set.display());
     }
     let tok = set_tokenizer(&set)?;
-    let other = a.against.map(ScoreSet::open).transpose()?;
+    let other = a.against.as_deref().map(ScoreSet::open).transpose()?;
     if let Some(o) = &other {
         set.check_same_windows(o)?;
     }
@@ -253,7 +270,7 @@ pub fn run(a: &ViewArgs) -> Result<()> {
     let chosen: Vec<u64> = if a.docs.is_empty() {
         by_doc.keys().copied().take(a.limit).collect()
     } else {
-        a.docs.to_vec()
+        a.docs.clone()
     };
     let mut html = String::new();
     let _ = write!(
@@ -320,7 +337,7 @@ pub fn run(a: &ViewArgs) -> Result<()> {
         page.document(&mut html, *d, rows);
     }
     html.push_str("</body></html>\n");
-    shared::util::atomic::write_file(a.out, html.as_bytes())?;
+    shared::util::atomic::write_file(&a.out, html.as_bytes())?;
     shared::say!("wrote {} ({} documents)", a.out.display(), chosen.len());
     Ok(())
 }

@@ -23,6 +23,33 @@ use crate::error::{Error, Result};
 /// The names [`LlamaConfig::preset`] knows, smallest first.
 pub const MODEL_SIZES: [&str; 4] = ["debug", "tiny", "small", "medium"];
 
+/// A named model size for runs from scratch ([`LlamaConfig::preset`]; the
+/// comments give hidden size and layers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSize {
+    // hidden 64, 2 layers: tests.
+    Debug,
+    // hidden 128, 4 layers: the demo.
+    #[default]
+    Tiny,
+    // hidden 256, 4 layers.
+    Small,
+    // hidden 512, 8 layers.
+    Medium,
+}
+
+impl ModelSize {
+    pub fn name(self) -> &'static str {
+        MODEL_SIZES[self as usize]
+    }
+
+    /// The config of this size over a vocabulary of `vocab_size` ids.
+    pub fn config(self, vocab_size: usize) -> Result<LlamaConfig> {
+        LlamaConfig::preset(self.name(), vocab_size)
+    }
+}
+
 /// The architecture family, as `model_type` names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

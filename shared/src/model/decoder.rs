@@ -6,18 +6,18 @@
 //! Shape legend: B batch, T tokens, C hidden, H query heads, K key/value heads,
 //! D head dim, I SwiGLU width, V vocabulary.
 //!
-//! Two modes share one code path. `Mode::Train` uses candle's composed ops,
-//! which carry gradients; `Mode::Infer` uses the fused kernels (rms_norm, rope,
-//! softmax_last_dim), which are faster but have no backward pass: candle would
-//! silently drop the gradient through them.
+//! Two modes share one code path: `Mode::Train` carries gradients,
+//! `Mode::Infer` may use ops without a backward. Each op (`ops.rs`, and the LM
+//! head's loss in `loss.rs`) picks the fused CPU kernel or candle's composed
+//! ops itself; nothing here asks which runs.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
 use crate::error::Result;
 use crate::model::config::{LlamaConfig, RopeScaling};
-use crate::model::loss::{inputs_and_targets, linear_cross_entropy, per_token_loss};
-use crate::util::device::use_fused;
+use crate::model::loss::{inputs_and_targets, lm_head_losses};
+use crate::model::ops;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -82,13 +82,7 @@ impl Norm {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        Ok(match mode {
-            Mode::Train if use_fused(x.device(), x.dtype()) => {
-                crate::kernels::fused::rms_norm(x, self.inner.weight(), self.inner.eps() as f32)?
-            }
-            Mode::Train => self.inner.forward_diff(x)?,
-            Mode::Infer => self.inner.forward(x)?,
-        })
+        ops::rms_norm(x, &self.inner, mode)
     }
 }
 
@@ -176,16 +170,7 @@ impl Rotary {
     /// x: (B, T, heads, D) -> scale * rope(x) as (B, heads, T, D).
     fn to_heads(&self, x: &Tensor, scale: f64, mode: Mode) -> Result<Tensor> {
         let (cos, sin) = self.tables(x.dim(1)?)?;
-        if use_fused(x.device(), x.dtype()) {
-            // One fused pass (transpose + rotate + scale), with its own backward.
-            return crate::kernels::fused::rope_to_heads(x, &cos, &sin, scale as f32);
-        }
-        let x = x.transpose(1, 2)?.contiguous()?;
-        let y = match mode {
-            Mode::Train => candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?,
-            Mode::Infer => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
-        };
-        Ok(if scale == 1.0 { y } else { (y * scale)? })
+        ops::rope_to_heads(x, &cos, &sin, scale, mode)
     }
 }
 
@@ -225,7 +210,7 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rot: &Rotary, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rot: &Rotary, mode: Mode) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, k, d) = (self.heads, self.kv_heads, self.head_dim);
         let norm = |n: &Option<Norm>, x: Tensor| match n {
@@ -234,26 +219,12 @@ impl Attention {
         };
         let q = norm(&self.q_norm, self.q_proj.forward(x)?.reshape((b, t, h, d))?)?; // (B, T, H, D)
         let key = norm(&self.k_norm, self.k_proj.forward(x)?.reshape((b, t, k, d))?)?; // (B, T, K, D)
-                                                                                       // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
+
+        // Scale q before the product: (B,H,T,D) is smaller than the (B,H,T,T) scores.
         let q = rot.to_heads(&q, 1.0 / (d as f64).sqrt(), mode)?; // (B, H, T, D)
         let key = rot.to_heads(&key, 1.0, mode)?; // (B, K, T, D)
         let val = self.v_proj.forward(x)?.reshape((b, t, k, d))?; // (B, T, K, D)
-        if use_fused(x.device(), x.dtype()) {
-            // Scores, causal softmax and mix per head in one op, with its own backward.
-            let y = crate::kernels::attention::causal_attention(&q, &key, &val)?; // (B, T, H*D)
-            return Ok(self.o_proj.forward(&y)?);
-        }
-        let val = val.transpose(1, 2)?.contiguous()?; // (B, K, T, D)
-        let key = candle_transformers::utils::repeat_kv(key, h / k)?.contiguous()?; // (B, H, T, D)
-        let val = candle_transformers::utils::repeat_kv(val, h / k)?.contiguous()?; // (B, H, T, D)
-        let scores = q.matmul(&key.t()?)?; // (B, H, T, T)
-        let scores = scores.broadcast_add(mask)?;
-        let probs = match mode {
-            Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
-            Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
-        };
-        let y = probs.matmul(&val)?; // (B, H, T, D)
-        let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H*D)
+        let y = ops::causal_attention(&q, &key, &val, mode)?; // (B, T, H*D)
         Ok(self.o_proj.forward(&y)?)
     }
 }
@@ -276,12 +247,7 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?); // (B, T, I)
-        let act = if use_fused(x.device(), x.dtype()) {
-            crate::kernels::fused::swiglu(&gate, &up)? // one pass, with its own backward
-        } else {
-            (gate.silu()? * up)?
-        };
-        Ok(self.down_proj.forward(&act)?)
+        Ok(self.down_proj.forward(&ops::swiglu(&gate, &up)?)?)
     }
 }
 
@@ -303,9 +269,9 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, rot: &Rotary, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rot: &Rotary, mode: Mode) -> Result<Tensor> {
         let h = self.input_layernorm.forward(x, mode)?;
-        let x = (x + self.self_attn.forward(&h, rot, mask, mode)?)?;
+        let x = (x + self.self_attn.forward(&h, rot, mode)?)?;
         let h = self.post_attention_layernorm.forward(&x, mode)?;
         Ok((&x + self.mlp.forward(&h)?)?)
     }
@@ -360,19 +326,11 @@ impl Llama {
 
     /// windows (B, T) u32 -> per-token loss (B, T-1) of tokens 1..T, each
     /// predicted from the tokens before it: what the scorer writes as
-    /// `ref_loss` and what the trainer selects on. On the CPU the LM head and
-    /// the loss are one fused kernel that never builds (B, T-1, V) logits as
-    /// graph nodes.
+    /// `ref_loss` and what the trainer selects on. The (B, T-1, V) logits are
+    /// never graph nodes (`loss::lm_head_losses`).
     pub fn token_losses(&self, windows: &Tensor) -> Result<Tensor> {
         let (inputs, targets) = inputs_and_targets(windows)?; // (B, T-1) each
-        let (b, t) = inputs.dims2()?;
-        let h = self.hidden(&inputs)?; // (B, T-1, C)
-        let w = self.lm_head.weight();
-        if use_fused(h.device(), h.dtype()) {
-            let flat = h.reshape((b * t, self.cfg.hidden_size))?;
-            return Ok(linear_cross_entropy(&flat, w, &targets.flatten_all()?)?.reshape((b, t))?);
-        }
-        per_token_loss(&self.lm_head.forward(&h)?, &targets)
+        lm_head_losses(&self.hidden(&inputs)?, self.lm_head.weight(), &targets)
     }
 
     /// ids (B, T) -> final hidden states (B, T, C), after the last norm.
@@ -386,21 +344,12 @@ impl Llama {
         } else {
             &self.rotary
         };
-        let mask = causal_mask(t, self.rotary.cos.dtype(), ids.device())?; // (T, T)
         let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
         for block in &self.layers {
-            x = block.forward(&x, rot, &mask, self.mode)?;
+            x = block.forward(&x, rot, self.mode)?;
         }
         self.norm.forward(&x, self.mode)
     }
-}
-
-/// (T, T): 0 on and below the diagonal, -inf above.
-fn causal_mask(t: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(m, (t, t), dev)?.to_dtype(dtype)?)
 }
 
 #[cfg(test)]

@@ -2,10 +2,14 @@
 //! scorer writes as `ref_loss` and the trainer recomputes live. Excess loss
 //! only means something because both sides use this function.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp3, DType, Layout, MetalStorage, Shape, Tensor, D,
+};
 
 use crate::error::Result;
 pub use crate::kernels::cross_entropy::linear_cross_entropy;
+use crate::util::device::use_fused;
 
 /// logits (B, T, V), targets (B, T) u32 -> loss (B, T) f32, natural log.
 ///
@@ -16,7 +20,7 @@ pub use crate::kernels::cross_entropy::linear_cross_entropy;
 pub fn per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     let logits = logits.to_dtype(DType::F32)?;
-    if crate::util::device::use_fused(logits.device(), DType::F32) {
+    if use_fused(logits.device(), DType::F32) {
         let flat = logits.reshape((b * t, v))?.contiguous()?; // (N, V)
         let tgt = targets.reshape(b * t)?.contiguous()?; // (N,)
         return Ok(crate::kernels::cross_entropy::cross_entropy(&flat, &tgt)?.reshape((b, t))?);
@@ -32,6 +36,154 @@ pub fn composed_per_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tens
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?; // (B, T, 1)
     let picked = shifted.gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?; // (B, T, 1)
     Ok((lse - picked)?.squeeze(D::Minus1)?)
+}
+
+/// The LM head and the loss: hidden (B, T, C), weight (V, C), targets (B, T)
+/// u32 -> loss (B, T) f32, equal to `per_token_loss(hidden @ weight^T,
+/// targets)`. The (B, T, V) logits are never graph nodes: on the CPU one
+/// fused kernel ([`linear_cross_entropy`]); elsewhere candle's ops over row
+/// chunks of at most [`CHUNK_BYTES`] of logits, forward and backward, so a
+/// 152k vocabulary at 16 x 1024 tokens holds ~128 MB of logits at a time
+/// instead of 10 GB.
+pub fn lm_head_losses(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (b, t, c) = hidden.dims3()?;
+    let flat = hidden.reshape((b * t, c))?;
+    let targets = targets.flatten_all()?;
+    let loss = if use_fused(hidden.device(), hidden.dtype()) {
+        linear_cross_entropy(&flat, weight, &targets)?
+    } else {
+        let rows = (CHUNK_BYTES / (4 * weight.dim(0)?)).max(1);
+        chunked_lm_head_losses(&flat, weight, &targets, rows)?
+    };
+    Ok(loss.reshape((b, t))?)
+}
+
+/// The most f32 logits the composed LM head holds at once, in bytes.
+pub const CHUNK_BYTES: usize = 128 << 20;
+
+/// hidden (N, C), weight (V, C), targets (N,) -> loss (N,), `rows` rows of
+/// logits at a time, from candle ops on any device. The loss is computed
+/// without a graph, then attached to `hidden` and `weight` by an op whose
+/// backward recomputes each chunk's logits: softmax - onehot, scaled by the
+/// incoming gradient, through two matmuls per chunk.
+pub fn chunked_lm_head_losses(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+    rows: usize,
+) -> Result<Tensor> {
+    let (h, w) = (hidden.detach(), weight.detach());
+    let n = h.dim(0)?;
+    let mut parts = Vec::with_capacity(n.div_ceil(rows));
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let logits = h.narrow(0, start, len)?.matmul(&w.t()?)?; // (len, V)
+        let tg = targets.narrow(0, start, len)?;
+        parts.push(per_token_loss(&logits.unsqueeze(0)?, &tg.unsqueeze(0)?)?.squeeze(0)?);
+    }
+    // A fresh buffer of N values: the op's forward hands it on as it is.
+    let loss = Tensor::cat(&parts, 0)?.contiguous()?.copy()?;
+    let op = ChunkedLmHeadGrad {
+        targets: targets.clone(),
+        rows,
+    };
+    Ok(hidden.apply_op3(weight, &loss, op)?)
+}
+
+/// Forward: the third input (the loss, computed without a graph). Backward:
+/// the LM head's gradients for `hidden` and `weight`, chunk by chunk.
+struct ChunkedLmHeadGrad {
+    targets: Tensor,
+    rows: usize,
+}
+
+/// The loss tensor handed on by the forward must be a whole, contiguous buffer.
+fn whole(l: &Layout) -> candle_core::Result<()> {
+    if l.is_contiguous() && l.start_offset() == 0 {
+        Ok(())
+    } else {
+        candle_core::bail!("chunked LM head: the loss is not a whole contiguous buffer")
+    }
+}
+
+impl CustomOp3 for ChunkedLmHeadGrad {
+    fn name(&self) -> &'static str {
+        "chunked-lm-head-loss"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        loss: &CpuStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        whole(l)?;
+        Ok((loss.try_clone(l)?, l.shape().clone()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        loss: &CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        whole(l)?;
+        Ok((loss.try_clone(l)?, l.shape().clone()))
+    }
+
+    fn metal_fwd(
+        &self,
+        _: &MetalStorage,
+        _: &Layout,
+        _: &MetalStorage,
+        _: &Layout,
+        loss: &MetalStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(MetalStorage, Shape)> {
+        whole(l)?;
+        Ok((loss.try_clone(l)?, l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        hidden: &Tensor,
+        weight: &Tensor,
+        _loss: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (h, w) = (hidden.detach(), weight.detach());
+        let n = h.dim(0)?;
+        let mut dh = Vec::with_capacity(n.div_ceil(self.rows));
+        let mut dw = w.zeros_like()?.to_dtype(DType::F32)?;
+        for start in (0..n).step_by(self.rows) {
+            let len = self.rows.min(n - start);
+            let hc = h.narrow(0, start, len)?; // (len, C)
+            let logits = hc.matmul(&w.t()?)?.to_dtype(DType::F32)?; // (len, V)
+            let max = logits.max_keepdim(D::Minus1)?;
+            let e = logits.broadcast_sub(&max)?.exp()?;
+            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?; // softmax
+            let g = grad.narrow(0, start, len)?.unsqueeze(1)?; // (len, 1)
+            let tg = self
+                .targets
+                .narrow(0, start, len)?
+                .unsqueeze(1)?
+                .contiguous()?;
+            // g * (softmax - onehot): subtract g at each row's target.
+            let d = p.broadcast_mul(&g)?.scatter_add(&tg, &g.neg()?, 1)?; // (len, V)
+            let d = d.to_dtype(h.dtype())?;
+            dh.push(d.matmul(&w)?); // (len, C)
+            dw = (dw + d.t()?.matmul(&hc)?.to_dtype(DType::F32)?)?; // (V, C)
+        }
+        let dh = Tensor::cat(&dh, 0)?;
+        Ok((Some(dh), Some(dw.to_dtype(w.dtype())?), None))
+    }
 }
 
 /// Splits windows (B, T) into model inputs (B, T-1) and next-token targets
@@ -162,6 +314,67 @@ mod tests {
             "a dropped row got gradient"
         );
         assert!(a.2.iter().any(|&g| g != 0.0));
+    }
+
+    /// The composed LM head (every non-CPU device) in chunks of 4 rows, one
+    /// of them short, against the fused kernel: losses and both gradients,
+    /// with rows of weight 0.
+    #[test]
+    fn chunked_composed_lm_head_matches_the_fused_kernel() {
+        let dev = Device::Cpu;
+        let (b, t, c, v) = (2, 7, 6, 41);
+        let tg: Vec<u32> = (0..b * t).map(|i| (i * 13 % v) as u32).collect();
+        let targets = Tensor::from_vec(tg, (b, t), &dev).unwrap();
+        let wt: Vec<f32> = (0..b * t)
+            .map(|i| {
+                if i % 4 == 2 {
+                    0.0
+                } else {
+                    0.3 + 0.1 * i as f32
+                }
+            })
+            .collect();
+        let wt = Tensor::from_vec(wt, (b, t), &dev).unwrap();
+        let run = |chunked: bool| {
+            let h = candle_core::Var::from_vec(randn(b * t * c, 7, 1.0), (b, t, c), &dev).unwrap();
+            let w = candle_core::Var::from_vec(randn(v * c, 8, 0.5), (v, c), &dev).unwrap();
+            let loss = if chunked {
+                let flat = h.as_tensor().reshape((b * t, c)).unwrap();
+                chunked_lm_head_losses(&flat, w.as_tensor(), &targets.flatten_all().unwrap(), 4)
+                    .unwrap()
+                    .reshape((b, t))
+                    .unwrap()
+            } else {
+                lm_head_losses(h.as_tensor(), w.as_tensor(), &targets).unwrap()
+            };
+            let grads = (&loss * &wt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (
+                flat(&loss),
+                flat(grads.get(h.as_tensor()).unwrap()),
+                flat(grads.get(w.as_tensor()).unwrap()),
+            )
+        };
+        let (a, f) = (run(true), run(false));
+        for (name, x, y) in [
+            ("loss", &a.0, &f.0),
+            ("d hidden", &a.1, &f.1),
+            ("d weight", &a.2, &f.2),
+        ] {
+            assert_eq!(x.len(), y.len());
+            for (p, q) in x.iter().zip(y) {
+                assert!((p - q).abs() < 1e-5 * (1.0 + q.abs()), "{name}: {p} vs {q}");
+            }
+        }
+        assert!(
+            a.1[2 * c..3 * c].iter().all(|&g| g == 0.0),
+            "a dropped row got gradient"
+        );
     }
 
     #[test]

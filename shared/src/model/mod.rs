@@ -6,6 +6,7 @@ pub mod checkpoint; // Hugging Face checkpoint directories (or GGUF files): load
 pub mod config; // config.json: the family's hyperparameters and presets
 pub mod decoder; // the decoder blocks and their forward pass
 pub mod gguf; // llama.cpp GGUF files: config, dequantized tensors, HF names
-pub mod loss; // per-token cross-entropy: the fused kernel or candle's ops
+pub mod loss; // per-token cross-entropy and the LM head's: the fused kernel or candle's ops
+pub mod ops; // the decoder's ops, each choosing the fused kernel or candle's ops
 
 pub use decoder::{expected_tensors, Llama, Mode};

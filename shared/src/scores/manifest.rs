@@ -101,21 +101,74 @@ pub struct JobSpec {
     pub inputs: Vec<InputFile>,
 }
 
+/// What a job's fingerprint covers: a [`JobSpec`] without the paths its
+/// model and inputs were read from (a moved corpus is the same corpus).
+#[derive(Serialize)]
+pub struct JobContent<'a> {
+    format_version: u32,
+    scored: bool,
+    seq_len: usize,
+    shard_windows: usize,
+    row_group_windows: usize,
+    loss_dtype: LossDtype,
+    text_field: &'a str,
+    tokenizer: &'a TokenizerInfo,
+    reference_model: Option<ModelContent<'a>>,
+    inputs: Vec<FileContent<'a>>,
+}
+
+/// A [`ModelInfo`] without its path.
+#[derive(Serialize)]
+struct ModelContent<'a> {
+    fingerprint: &'a str,
+    vocab_size: usize,
+    num_params: usize,
+    dtype: &'a str,
+    device: &'a str,
+}
+
+/// An [`InputFile`] without its path.
+#[derive(Serialize)]
+struct FileContent<'a> {
+    bytes: u64,
+    sha256: &'a str,
+}
+
 impl JobSpec {
-    /// A fingerprint of the content-determining fields (paths excluded).
+    /// A fingerprint of what determines the set's content: [`JobContent`],
+    /// as JSON with sorted keys.
     pub fn fingerprint(&self) -> String {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(m) = v.get_mut("reference_model").and_then(|m| m.as_object_mut()) {
-            m.remove("path");
-        }
-        if let Some(inputs) = v.get_mut("inputs").and_then(|i| i.as_array_mut()) {
-            for i in inputs {
-                if let Some(o) = i.as_object_mut() {
-                    o.remove("path");
-                }
-            }
-        }
+        let v = serde_json::to_value(self.content()).unwrap_or_default();
         hash_bytes(v.to_string().as_bytes())[..16].to_string()
+    }
+
+    /// The spec without where its files were read from.
+    pub fn content(&self) -> JobContent<'_> {
+        JobContent {
+            format_version: self.format_version,
+            scored: self.scored,
+            seq_len: self.seq_len,
+            shard_windows: self.shard_windows,
+            row_group_windows: self.row_group_windows,
+            loss_dtype: self.loss_dtype,
+            text_field: &self.text_field,
+            tokenizer: &self.tokenizer,
+            reference_model: self.reference_model.as_ref().map(|m| ModelContent {
+                fingerprint: &m.fingerprint,
+                vocab_size: m.vocab_size,
+                num_params: m.num_params,
+                dtype: &m.dtype,
+                device: &m.device,
+            }),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| FileContent {
+                    bytes: i.bytes,
+                    sha256: &i.sha256,
+                })
+                .collect(),
+        }
     }
 
     /// Human-readable differences between `self` (this run) and `old` (on disk).
@@ -367,4 +420,64 @@ pub fn load_job(dir: &Path) -> Result<Option<JobSpec>> {
             format!("malformed job file (from another version?): {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(model_path: &str, input_path: &str) -> JobSpec {
+        JobSpec {
+            format_version: 3,
+            scored: true,
+            seq_len: 256,
+            shard_windows: 64,
+            row_group_windows: 16,
+            loss_dtype: LossDtype::F32,
+            text_field: "text".into(),
+            tokenizer: TokenizerInfo {
+                fingerprint: "abc".into(),
+                vocab_size: 4096,
+                eos_token: "<|endoftext|>".into(),
+                eos_token_id: 0,
+            },
+            reference_model: Some(ModelInfo {
+                fingerprint: "def".into(),
+                path: model_path.into(),
+                vocab_size: 4096,
+                num_params: 123,
+                dtype: "f32".into(),
+                device: "cpu".into(),
+            }),
+            inputs: vec![InputFile {
+                path: input_path.into(),
+                bytes: 10,
+                sha256: "0123".into(),
+            }],
+        }
+    }
+
+    /// Paths do not change a fingerprint; content does. And the typed
+    /// content hashes to what the spec with its paths deleted did before it
+    /// (the fingerprints of sets already written still match).
+    #[test]
+    fn fingerprint_covers_content_not_paths() {
+        let a = spec("runs/ref/final", "data/a.jsonl");
+        let b = spec("/elsewhere/ref", "/mnt/a.jsonl");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let mut c = a.clone();
+        c.inputs[0].sha256 = "4567".into();
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut d = a.clone();
+        d.reference_model.as_mut().unwrap().dtype = "bf16".into();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+
+        let mut v = serde_json::to_value(&a).unwrap();
+        v["reference_model"].as_object_mut().unwrap().remove("path");
+        v["inputs"][0].as_object_mut().unwrap().remove("path");
+        assert_eq!(
+            a.fingerprint(),
+            hash_bytes(v.to_string().as_bytes())[..16].to_string()
+        );
+    }
 }

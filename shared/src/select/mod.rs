@@ -39,6 +39,10 @@ pub enum Method {
     Weighted,
 }
 
+/// The fraction k kept when a user gives none: the ratio RHO-1 trained its
+/// 1B model with.
+pub const DEFAULT_RATIO: f64 = 0.6;
+
 pub struct Params {
     pub method: Method,
     /// Fraction kept, in (0, 1].

@@ -9,22 +9,69 @@ use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
 
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        _ if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal: usize = match s.strip_prefix("cuda:") {
+/// `--device`: `cpu`, or `cuda:N` (`cuda` is `cuda:0`), as written; opened
+/// with [`DeviceSpec::open`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match s.strip_prefix("cuda:") {
                 Some(n) => n
                     .parse()
-                    .map_err(|_| Error::Invalid(format!("bad device {s:?}: expected cuda:N")))?,
-                None => 0,
-            };
-            cuda(ordinal)
+                    .map(DeviceSpec::Cuda)
+                    .map_err(|_| Error::Invalid(format!("bad device {s:?}: expected cuda:N"))),
+                None => Err(Error::Invalid(format!(
+                    "unknown device {s:?}: expected cpu or cuda:N"
+                ))),
+            },
         }
-        _ => Err(Error::Invalid(format!(
-            "unknown device {s:?}: expected cpu or cuda:N"
-        ))),
     }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl DeviceSpec {
+    /// The device, or an error that says what to check.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(n) => cuda(n),
+        }
+    }
+}
+
+pub fn parse_device(s: &str) -> Result<Device> {
+    s.parse::<DeviceSpec>()?.open()
 }
 
 #[cfg(feature = "cuda")]
@@ -51,6 +98,36 @@ pub fn default_dtype(_device: &Device) -> DType {
 
 /// `--dtype`: the compute dtype of the model's weights and activations. The
 /// per-token loss is always computed in f32 from the logits.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub fn dtype(self) -> DType {
+        match self {
+            Dtype::F32 => DType::F32,
+            Dtype::Bf16 => DType::BF16,
+            Dtype::F16 => DType::F16,
+        }
+    }
+}
+
+/// A `--dtype` name as a dtype.
 pub fn parse_dtype(s: &str) -> Result<DType> {
     match s {
         "f32" => Ok(DType::F32),

@@ -40,8 +40,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
     /// Model size of all three models.
-    #[arg(long, default_value = "tiny", value_parser = shared::model::config::MODEL_SIZES)]
-    pub model_size: String,
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub model_size: shared::model::config::ModelSize,
     /// Steps of the reference model on clean text.
     #[arg(long, default_value_t = 400)]
     pub ref_steps: u64,
@@ -52,7 +52,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// SLM selection ratio k.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = shared::select::DEFAULT_RATIO)]
     pub select_ratio: f64,
     /// SLM selection rule.
     #[arg(long, value_enum, default_value = "topk-batch")]
@@ -66,9 +66,6 @@ pub struct DemoArgs {
     /// Evaluate on the held-out split every N steps.
     #[arg(long, default_value_t = 50)]
     pub eval_every: u64,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
 }
 
 fn scorer_bin() -> Result<PathBuf> {
@@ -192,7 +189,7 @@ fn train_argv(
         ("--objective", cli_name(&objective)),
         ("--select", cli_name(&a.select)),
         ("--select-ratio", a.select_ratio.to_string()),
-        ("--model-size", a.model_size.clone()),
+        ("--model-size", cli_name(&a.model_size)),
         ("--batch-size", a.batch_size.to_string()),
         ("--max-steps", steps.to_string()),
         ("--seed", seed.to_string()),
@@ -204,9 +201,6 @@ fn train_argv(
     .collect();
     if let (Some(q), Objective::Slm) = (a.noise_quantile, objective) {
         v.extend(["--noise-quantile".to_string(), q.to_string()]);
-    }
-    if let Some(t) = a.threads {
-        v.extend(["--threads".to_string(), t.to_string()]);
     }
     if resume {
         v.push("--resume".to_string());
@@ -364,7 +358,7 @@ fn report(a: &DemoArgs, reference: &Path, clm: &Path, slm: &Path) -> Result<(Str
     md.push_str(&format!(
         "Model `{}` for all runs; windows of {} tokens, batch {}, vocabulary {}. Reference: {} steps on the clean training split. \
          Targets: {} steps on the noisy corpus, seed {}. SLM: `{}`, k = {}.\n\n",
-        a.model_size, a.seq_len, a.batch_size, a.vocab_size, a.ref_steps, a.steps, a.seed, cli_name(&a.select), a.select_ratio
+        a.model_size.name(), a.seq_len, a.batch_size, a.vocab_size, a.ref_steps, a.steps, a.seed, cli_name(&a.select), a.select_ratio
     ));
     md.push_str("| model | steps | tokens backpropagated | held-out clean CE | perplexity |\n|---|---:|---:|---:|---:|\n");
     for (name, l) in [
@@ -423,7 +417,7 @@ fn report(a: &DemoArgs, reference: &Path, clm: &Path, slm: &Path) -> Result<(Str
     Ok((md, chart))
 }
 
-pub fn run(a: &DemoArgs) -> Result<()> {
+pub fn run(a: &DemoArgs, threads: Option<usize>) -> Result<()> {
     let started = std::time::Instant::now();
     let w = &a.work;
     std::fs::create_dir_all(w)?;
@@ -438,8 +432,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             );
         }
     }
-    let threads: Vec<String> = a
-        .threads
+    let threads: Vec<String> = threads
         .map(|t| vec!["--threads".into(), t.to_string()])
         .unwrap_or_default();
     let th: Vec<&str> = threads.iter().map(|s| s.as_str()).collect();
@@ -523,7 +516,7 @@ mod tests {
             #[command(flatten)]
             args: DemoArgs,
         }
-        let a = <Demo as clap::Parser>::try_parse_from(["demo", "--threads", "2"])
+        let a = <Demo as clap::Parser>::try_parse_from(["demo", "--seed", "3"])
             .unwrap()
             .args;
         let (out, data, eval) = (Path::new("r/slm"), Path::new("s/noisy"), Path::new("s/h"));
@@ -532,15 +525,13 @@ mod tests {
             let line = argv.join(" ");
             assert!(!line.contains("Clm") && !line.contains("Slm"), "{line}");
             let t = parse_train_args(&argv).unwrap();
-            assert_eq!(t.objective, Some(objective));
-            assert_eq!(t.select, Some(a.select));
-            assert_eq!(t.select_ratio, Some(a.select_ratio));
-            assert_eq!(
-                (t.max_steps, t.seed, t.threads),
-                (Some(40), Some(3), Some(2))
-            );
-            assert_eq!(t.data, vec![data.to_path_buf()]);
-            assert_eq!(t.resume, resume);
+            assert_eq!(t.select.objective, Some(objective));
+            assert_eq!(t.select.method, Some(a.select));
+            assert_eq!(t.select.ratio, Some(a.select_ratio));
+            assert_eq!((t.run.max_steps, t.data.seed), (Some(40), Some(3)));
+            assert_eq!(t.data.sets, vec![data.to_path_buf()]);
+            assert_eq!(t.run.resume, resume);
+            assert_eq!(t.model.size, Some(a.model_size));
         }
     }
 }

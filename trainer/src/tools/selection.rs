@@ -37,7 +37,7 @@ pub struct SelectionArgs {
     #[arg(long, value_enum, default_value = "topk-batch")]
     pub select: Method,
     /// Fraction k of predicted tokens kept, in (0, 1].
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = shared::select::DEFAULT_RATIO)]
     pub select_ratio: f64,
     /// The noise filter of `trainer train --noise-quantile`, fitted to --data.
     #[arg(long)]

@@ -7,6 +7,8 @@
 //! shard file appears atomically; a rerun skips the complete ones. The part
 //! that finds every shard present writes `manifest.json`.
 
+pub mod args; // the command lines of `pack` and `score`
+
 use std::path::PathBuf;
 use std::time::Instant;
 
