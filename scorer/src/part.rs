@@ -4,30 +4,27 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use shared::util::lock::DirLock;
 
-/// An advisory lock on this part of the job (`flock`): a second process on
-/// the same part is refused, other parts run freely, and the kernel releases
-/// the lock when the holder dies, so a killed job never leaves it stuck.
+/// An advisory lock on this part of the job (`shared::util::lock`): a
+/// second process on the same part is refused naming the holder, other parts
+/// run freely, and the kernel releases the lock when the holder dies, so a
+/// killed job never leaves it stuck. The file is removed when the part is
+/// done, so a finished set holds none.
 pub struct PartLock {
     path: PathBuf,
-    _file: std::fs::File,
+    _lock: DirLock,
 }
 
 impl PartLock {
     pub fn acquire(dir: &Path, part: usize, parts: usize) -> Result<Self> {
-        let path = dir.join(format!(".lock-part-{part}-of-{parts}"));
-        let file =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(PartLock { path, _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another scorer is already writing part {part} of {parts} in {} (lock {}): wait for it to finish, or stop it",
-                dir.display(),
-                path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
-        }
+        let name = format!(".lock-part-{part}-of-{parts}");
+        let what = format!("another scorer is already writing part {part} of {parts}");
+        Ok(PartLock {
+            path: dir.join(&name),
+            _lock: DirLock::acquire(dir, &name, &what)?,
+        })
     }
 }
 

@@ -283,17 +283,6 @@ fn edit_manifest(set: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&p, v.to_string()).unwrap();
 }
 
-/// Make the manifest's size and hash of shard 0 match its (changed) file.
-fn rehash_shard0(set: &Path) {
-    let shard = set.join("part-00000.parquet");
-    let bytes = std::fs::metadata(&shard).unwrap().len();
-    let sha = shared::util::hash::hash_file(&shard).unwrap();
-    edit_manifest(set, |m| {
-        m["shards"][0]["bytes"] = bytes.into();
-        m["shards"][0]["sha256"] = sha.into();
-    });
-}
-
 fn verify_case(name: &'static str, set: PathBuf, expect: &[&str]) -> Case {
     let mut e: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
     e.push(set.file_name().unwrap().to_string_lossy().into_owned());
@@ -449,6 +438,24 @@ bad_input! {
         &tok,
         &["packs into no window"],
     );
+    corpus_empty_directory_is_refused_by_name(d, tok) => corpus_case(
+        "empty corpus directory",
+        dir_with(&d, "empty-corpus"),
+        &tok,
+        &["empty-corpus holds no corpus files"],
+    );
+    corpus_glob_matching_nothing_is_refused_by_name(d, tok) => corpus_case(
+        "glob matching nothing",
+        d.join("nowhere/*.jsonl"),
+        &tok,
+        &["nowhere/*.jsonl holds no corpus files"],
+    );
+    corpus_too_short_for_one_window_says_its_length(d, tok) => corpus_case(
+        "corpus shorter than a window",
+        write(&d.join("short.jsonl"), b"{\"text\": \"hi\"}\n"),
+        &tok,
+        &["packs into no window of 16 tokens", "it has"],
+    );
     corpus_huge_line_not_json_names_the_line(d, tok) => {
         let mut huge = vec![b'x'; 20 << 20];
         huge.push(b'\n');
@@ -509,6 +516,43 @@ bad_input! {
         copy_fixture("llama-mha/model.safetensors", &m.join("model.safetensors"));
         model_case("config.json not JSON", m, &tok, &["config.json"])
     };
+    checkpoint_config_field_of_the_wrong_type_is_named(d, tok) => {
+        let m = edited_config(&d, "config-type", "llama-mha", |c| {
+            c["hidden_size"] = "sixty-four".into();
+        });
+        model_case("config.json field of the wrong type", m, &tok, &["config.json", "hidden_size"])
+    };
+    checkpoint_safetensors_header_offsets_that_lie_are_named(d, tok) => {
+        let m = dir_with(&d, "lying_offsets");
+        copy_fixture("llama-mha/config.json", &m.join("config.json"));
+        let w = std::fs::read(fixture("llama-mha/model.safetensors")).unwrap();
+        // The header: 8 bytes of length, then JSON with each tensor's
+        // data_offsets [start, end]; every digit of the first end offset
+        // becomes a 9 (the header keeps its length).
+        let n = u64::from_le_bytes(w[..8].try_into().unwrap()) as usize;
+        let mut header = w[8..8 + n].to_vec();
+        let key = b"\"data_offsets\":[";
+        let at = header.windows(key.len()).position(|x| x == key).unwrap() + key.len();
+        let comma = header[at..].iter().position(|&c| c == b',').unwrap() + at + 1;
+        let end = header[comma..].iter().position(|&c| c == b']').unwrap() + comma;
+        header[comma..end].fill(b'9');
+        let mut out = w[..8].to_vec();
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&w[8 + n..]);
+        write(&m.join("model.safetensors"), &out);
+        model_case(
+            "safetensors offsets past the file",
+            m,
+            &tok,
+            &["model.safetensors", "not a readable safetensors file"],
+        )
+    };
+    corrupt_tokenizer_json_is_named(d, _tok) => {
+        let bad = write(&d.join("tokenizer.json"), b"{\"model\": {\"type\": \"BPE\", \"vocab\": ");
+        let mut case = model_case("corrupt tokenizer.json", fixture("llama-mha"), &bad, &["tokenizer.json"]);
+        case.expect.retain(|e| e != "llama-mha");
+        case
+    };
     checkpoint_without_config_is_named(d, tok) => {
         let m = dir_with(&d, "no_config");
         copy_fixture("llama-mha/model.safetensors", &m.join("model.safetensors"));
@@ -564,6 +608,18 @@ bad_input! {
         edited_gguf(&d, "falcon.gguf", |m, _| set_meta(m, "general.architecture", "falcon")),
         &tok,
         &["general.architecture", "falcon", "not supported"],
+    );
+    gguf_metadata_of_the_wrong_type_is_named(d, tok) => model_case(
+        "GGUF metadata of the wrong type",
+        edited_gguf(&d, "meta-type.gguf", |m, _| set_meta(m, "llama.block_count", "two")),
+        &tok,
+        &["llama.block_count"],
+    );
+    gguf_missing_metadata_key_is_named(d, tok) => model_case(
+        "GGUF metadata key missing",
+        edited_gguf(&d, "meta-missing.gguf", |m, _| m.retain(|(k, _)| k != "llama.embedding_length")),
+        &tok,
+        &["llama.embedding_length"],
     );
     gguf_missing_tensor_is_named(d, tok) => model_case(
         "GGUF tensor missing",
@@ -805,6 +861,13 @@ bad_input! {
         let inside = corpus.join("set");
         let args = ["pack", "--tokenizer", s(&tok), "--corpus", s(&corpus), "--seq-len", "4", "--out", s(&inside)];
         scorer_case("--out inside the corpus", false, &args, &["inside the corpus directory", "set"])
+    };
+    pack_below_a_file_is_refused_before_reading_the_corpus(d, tok) => {
+        let corpus = write(&d.join("c.jsonl"), &good_lines());
+        let file = write(&d.join("plain-file"), b"x");
+        let out = file.join("set");
+        let args = ["pack", "--tokenizer", s(&tok), "--corpus", s(&corpus), "--seq-len", "4", "--out", s(&out)];
+        scorer_case("--out below a file", false, &args, &["plain-file is a file"])
     };
 }
 

@@ -67,14 +67,9 @@ fn make_inputs() -> Inputs {
             std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let shard = nan_set.join("part-00000.parquet");
     nan_in_shard0(&nan_set, 3, 9); // window 3, pos 10 -> row 3 * 64 + 10 = 202
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(nan_set.join("manifest.json")).unwrap())
-            .unwrap();
-    manifest["shards"][0]["bytes"] = std::fs::metadata(&shard).unwrap().len().into();
-    std::fs::write(nan_set.join("manifest.json"), manifest.to_string()).unwrap();
-    // A truncated shard.
+    rehash_shard0(&nan_set); // as a tool that rewrote the set would
+                             // A truncated shard.
     let t_shard = truncated.join("part-00000.parquet");
     let bytes = std::fs::read(&t_shard).unwrap();
     std::fs::write(&t_shard, &bytes[..bytes.len() / 2]).unwrap();
@@ -96,6 +91,7 @@ fn make_inputs() -> Inputs {
         std::fs::copy(&p, big_id_heldout.join(p.file_name().unwrap())).unwrap();
     }
     token_in_shard0(&big_id_heldout, 2, 7, 5000); // row 2 * 64 + 7 = 135
+    rehash_shard0(&big_id_heldout);
 
     Inputs {
         other_tok_set,
@@ -324,4 +320,238 @@ fn out_a_users_folder_is_refused_and_left_alone() {
         "wrote into {}",
         out.display()
     );
+}
+
+/// A copy of the scored noisy set, changed by `edit`, for one case.
+fn damaged(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let f = fixture_sets();
+    let d = f.dir.join(format!("damaged-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(&f.noisy_scored).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+    }
+    edit(&d);
+    d
+}
+
+#[test]
+fn a_flipped_byte_inside_a_row_group_is_caught_by_the_hash() {
+    let set = damaged("flipped", |d| flip_a_byte(&d.join("part-00000.parquet")));
+    refused(
+        "flipped byte",
+        &[&set],
+        &["--data"],
+        &[
+            "part-00000.parquet",
+            "SHA-256",
+            "changed after it was written",
+        ],
+    );
+}
+
+#[test]
+fn a_deleted_shard_is_named() {
+    let set = damaged("deleted", |d| {
+        std::fs::remove_file(d.join("part-00000.parquet")).unwrap()
+    });
+    refused(
+        "deleted shard",
+        &[&set],
+        &["--data"],
+        &["part-00000.parquet", "missing"],
+    );
+}
+
+#[test]
+fn a_shard_swapped_for_another_sets_is_named() {
+    let f = fixture_sets();
+    let set = damaged("swapped", |d| {
+        std::fs::copy(
+            f.heldout.join("part-00000.parquet"),
+            d.join("part-00000.parquet"),
+        )
+        .unwrap();
+        rehash_shard0(d); // even with the manifest made to match its bytes
+    });
+    refused(
+        "swapped shard",
+        &[&set],
+        &["--data"],
+        &["part-00000.parquet", "another job"],
+    );
+}
+
+#[test]
+fn negative_reference_losses_are_counted_and_the_first_named() {
+    let set = damaged("negative", |d| {
+        loss_in_shard0(d, 1, 3, -2.0); // row 64 + 4 = 68
+        loss_in_shard0(d, 2, 0, -0.5);
+        rehash_shard0(d);
+    });
+    refused(
+        "negative ref_loss",
+        &[&set],
+        &["--data", "--objective=slm"],
+        &[
+            "2 reference losses",
+            "below 0",
+            "part-00000.parquet: row 68",
+            "-2",
+        ],
+    );
+}
+
+#[test]
+fn reference_losses_far_above_ln_vocab_are_refused() {
+    let set = damaged("huge", |d| {
+        loss_in_shard0(d, 0, 5, 1.0e4); // row 6
+        rehash_shard0(d);
+    });
+    refused(
+        "huge ref_loss",
+        &[&set],
+        &["--data", "--objective=slm"],
+        &[
+            "1 reference losses",
+            "10 x ln(vocabulary)",
+            "row 6",
+            "10000",
+        ],
+    );
+}
+
+#[test]
+fn a_ref_loss_column_rewritten_as_f64_is_refused_with_the_cast() {
+    let set = damaged("f64", |d| {
+        recast_shard0(d, "ref_loss", arrow::datatypes::DataType::Float64)
+    });
+    refused(
+        "f64 ref_loss",
+        &[&set],
+        &["--data", "--objective=slm"],
+        &[
+            "part-00000.parquet",
+            "ref_loss is Float64",
+            "CAST(ref_loss AS FLOAT)",
+        ],
+    );
+}
+
+#[test]
+fn a_token_id_column_rewritten_as_i64_is_refused_with_the_cast() {
+    let set = damaged("i64", |d| {
+        recast_shard0(d, "token_id", arrow::datatypes::DataType::Int64)
+    });
+    refused(
+        "i64 token_id",
+        &[&set],
+        &["--data"],
+        &[
+            "part-00000.parquet",
+            "token_id is Int64",
+            "CAST(token_id AS UINTEGER)",
+        ],
+    );
+}
+
+#[test]
+fn training_sets_of_two_tokenizers_are_refused() {
+    let f = fixture_sets();
+    refused(
+        "mixed tokenizers",
+        &[&f.noisy_packed, &inputs().other_tok_set],
+        &["--data", "--data"],
+        &["heldout-other-tok", "tokenizer"],
+    );
+}
+
+#[test]
+fn an_init_checkpoint_of_another_tokenizer_is_refused_naming_both() {
+    let f = fixture_sets();
+    let out = f.dir.join("bad-init-other-tokenizer");
+    let _ = std::fs::remove_dir_all(&out);
+    let init = f.reference.join("final");
+    let args = [
+        "train",
+        "--data",
+        s(&inputs().other_tok_set),
+        "--init",
+        s(&init),
+        "--out",
+        s(&out),
+        "--max-steps",
+        "1",
+    ];
+    let res = run(TRAINER, &args);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    for e in ["tokenizers differ", "heldout-other-tok", "ref/final"] {
+        assert!(err.contains(e), "message lacks {e:?}: {err}");
+    }
+    assert!(!out.exists());
+}
+
+/// `trainer train` with `--out out` on the fixture's noisy set: the output.
+fn train_into(out: &str) -> std::process::Output {
+    let f = fixture_sets();
+    let args = [
+        "train",
+        "--data",
+        s(&f.noisy_scored),
+        "--out",
+        out,
+        "--model-size",
+        "debug",
+        "--max-steps",
+        "1",
+    ];
+    run(TRAINER, &args)
+}
+
+#[test]
+fn an_out_below_a_file_is_refused_before_any_work() {
+    let f = fixture_sets();
+    let file = f.dir.join("a-plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let res = train_into(s(&file.join("run")));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("a-plain-file is a file"), "{err}");
+    assert!(!err.contains("checking"), "work started: {err}");
+}
+
+#[test]
+fn an_out_that_cannot_be_written_is_refused_before_any_work() {
+    // /sys refuses new files even to root, where permission bits would not.
+    if std::fs::write("/sys/.rho1-probe", b"").is_ok() {
+        eprintln!("SKIPPED: /sys is writable here");
+        return;
+    }
+    let res = train_into("/sys/rho1-run");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write in /sys"), "{err}");
+    assert!(!err.contains("checking"), "work started: {err}");
+}
+
+/// A full disk at the first write (a file-size limit of 0, `ulimit -f 0`,
+/// with SIGXFSZ ignored so that writes fail as on a full disk): a clear
+/// error, and the run directory it had made is gone again.
+#[test]
+fn a_full_disk_at_the_first_write_leaves_nothing() {
+    let f = fixture_sets();
+    let out = f.dir.join("bad-disk-full");
+    let _ = std::fs::remove_dir_all(&out);
+    let cmd = format!(
+        "trap '' XFSZ; ulimit -f 0; exec {TRAINER} train --data {} --out {} --model-size debug --max-steps 1",
+        s(&f.noisy_scored),
+        s(&out)
+    );
+    let res = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert!(!out.exists(), "left {}", out.display());
 }

@@ -58,3 +58,48 @@ fn readme_step_by_step_runs_as_written() {
     );
     assert!(dir.join("runs/slm/final/model.safetensors").is_file());
 }
+
+/// docs/reliability.md lists every bad-input test of both binaries (the
+/// table `scripts/bad_input_table.py` prints), so the page and the tests
+/// cannot drift apart.
+#[test]
+fn reliability_page_lists_every_bad_input_test() {
+    let page = std::fs::read_to_string(repo().join("docs/reliability.md")).unwrap();
+    let mut names = Vec::new();
+    for file in ["tests/scorer/bad_input.rs", "tests/trainer/bad_input.rs"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            // A case of the bad_input! macro: `    name(d, tok) =>`.
+            if let Some((name, _)) = line.strip_prefix("    ").and_then(|l| {
+                l.split_once("(d, tok) =>")
+                    .or_else(|| l.split_once("(d, _tok) =>"))
+            }) {
+                names.push(name.to_string());
+            }
+            // A test function: `#[test]` then `fn name(`.
+            if line.trim() == "#[test]" {
+                if let Some(name) = lines
+                    .get(i + 1)
+                    .and_then(|l| l.strip_prefix("fn "))
+                    .and_then(|l| l.split_once('('))
+                {
+                    names.push(name.0.to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        names.len() >= 60,
+        "only {} bad-input tests found",
+        names.len()
+    );
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !page.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/reliability.md lacks these bad-input tests (python3 scripts/bad_input_table.py): {missing:?}"
+    );
+}

@@ -412,3 +412,146 @@ fn a_stop_signal_saves_a_checkpoint_and_the_resume_continues_the_same_curve() {
         }
     }
 }
+
+/// A second trainer on a run directory in use is refused at once, naming the
+/// first (its pid); the lock of a killed trainer does not block the rerun.
+#[test]
+fn a_second_trainer_on_a_busy_run_is_refused_and_a_killed_ones_lock_is_free() {
+    let out = fixture_sets().dir.join("lock-busy");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut child = Command::new(TRAINER)
+        .args(short_run(&out, "1000000"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !out.join("metrics.jsonl").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut again = short_run(&out, "3");
+    again.push("--resume".into());
+    let started = Instant::now();
+    let res = run(TRAINER, &strs(&again));
+    let err = String::from_utf8_lossy(&res.stderr).into_owned();
+    let first_alive = child.try_wait().unwrap().is_none();
+    child.kill().unwrap(); // SIGKILL: no clean-up runs
+    child.wait().unwrap();
+    assert!(first_alive, "the first trainer ended before the check");
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("a trainer is already running"), "{err}");
+    assert!(err.contains(&format!("pid {}", child.id())), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "refused at once, not after the start-up checks"
+    );
+
+    let res = run(TRAINER, &strs(&again));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{err}");
+    assert!(out.join("final").is_dir());
+}
+
+/// A shard damaged after a run was stopped is caught when the run resumes:
+/// nothing is trained on it and the run directory is left as it was.
+#[test]
+fn a_set_damaged_between_a_stop_and_the_resume_is_refused() {
+    let f = fixture_sets();
+    let data = f.dir.join("resume-damaged-data");
+    let out = f.dir.join("resume-damaged");
+    for d in [&data, &out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    std::fs::create_dir_all(&data).unwrap();
+    for e in std::fs::read_dir(&f.noisy_scored).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, data.join(p.file_name().unwrap())).unwrap();
+    }
+    let with_data = |steps: &str| {
+        let mut a = short_run(&out, steps);
+        let at = a.iter().position(|x| x == "--data").unwrap() + 1;
+        a[at] = s(&data).to_string();
+        a
+    };
+    run_ok(TRAINER, &strs(&with_data("2")));
+    flip_a_byte(&data.join("part-00000.parquet"));
+    let before = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    let mut again = with_data("4");
+    again.push("--resume".into());
+    let res = run(TRAINER, &strs(&again));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("SHA-256") && err.contains("part-00000.parquet"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), before);
+}
+
+/// A run of 2 steps with a checkpoint after each, then `damage` applied to
+/// it: `--resume` must fail naming `expect`, leaving metrics.jsonl as it was.
+fn resume_refused_after(name: &str, damage: impl FnOnce(&Path), expect: &[&str]) {
+    let out = fixture_sets().dir.join(format!("resume-corrupt-{name}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut first = short_run(&out, "2");
+    first.extend(["--checkpoint-every", "1"].map(String::from));
+    run_ok(TRAINER, &strs(&first));
+    damage(&out);
+    let before = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    let mut again = short_run(&out, "4");
+    again.extend(["--checkpoint-every", "1", "--resume"].map(String::from));
+    let res = run(TRAINER, &strs(&again));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    for e in expect {
+        assert!(err.contains(e), "{name}: message lacks {e:?}: {err}");
+    }
+    assert!(!err.contains("starting from step 0"), "{name}: {err}");
+    assert_eq!(
+        std::fs::read(out.join("metrics.jsonl")).unwrap(),
+        before,
+        "{name}"
+    );
+}
+
+fn truncate(p: &Path) {
+    let b = std::fs::read(p).unwrap();
+    std::fs::write(p, &b[..b.len() / 2]).unwrap();
+}
+
+#[test]
+fn a_truncated_trainer_state_is_named_on_resume() {
+    resume_refused_after(
+        "state",
+        |out| truncate(&out.join("final/trainer_state.json")),
+        &["final/trainer_state.json", "malformed trainer state"],
+    );
+}
+
+#[test]
+fn a_deleted_trainer_state_is_named_not_skipped() {
+    resume_refused_after(
+        "state-gone",
+        |out| std::fs::remove_file(out.join("final/trainer_state.json")).unwrap(),
+        &["final", "without trainer_state.json"],
+    );
+}
+
+#[test]
+fn a_truncated_optimizer_state_is_named_on_resume() {
+    resume_refused_after(
+        "optimizer",
+        |out| truncate(&out.join("final/optimizer.safetensors")),
+        &["final/optimizer.safetensors"],
+    );
+}
+
+#[test]
+fn truncated_checkpoint_weights_are_named_on_resume() {
+    resume_refused_after(
+        "weights",
+        |out| truncate(&out.join("final/model.safetensors")),
+        &["final/model.safetensors"],
+    );
+}

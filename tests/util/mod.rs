@@ -136,9 +136,96 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
 /// loss at index `at` (the loss of position at + 1). The manifest is left as
 /// it was (its size and hash of the shard are now wrong).
 pub fn nan_in_shard0(set: &Path, window: usize, at: usize) {
+    loss_in_shard0(set, window, at, f32::NAN);
+}
+
+/// [`nan_in_shard0`] with any value.
+pub fn loss_in_shard0(set: &Path, window: usize, at: usize, value: f32) {
     rewrite_shard0(set, |_, losses| {
-        losses.as_mut().expect("a scored set")[window][at] = f32::NAN;
+        losses.as_mut().expect("a scored set")[window][at] = value;
     });
+}
+
+/// Flips one byte in the middle of a file: same size, readable footer.
+pub fn flip_a_byte(file: &Path) {
+    let mut b = std::fs::read(file).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x40;
+    std::fs::write(file, b).unwrap();
+}
+
+/// Makes the manifest's size and hash of shard 0 match its (changed) file,
+/// as a tool that rewrote the shard and its manifest would.
+pub fn rehash_shard0(set: &Path) {
+    let shard = set.join("part-00000.parquet");
+    let bytes = std::fs::metadata(&shard).unwrap().len();
+    let sha = shared::util::hash::hash_file(&shard).unwrap();
+    let p = set.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    m["shards"][0]["bytes"] = bytes.into();
+    m["shards"][0]["sha256"] = sha.into();
+    std::fs::write(&p, m.to_string()).unwrap();
+}
+
+/// Rewrites shard 0 with `column` cast to `to` (as pandas or DuckDB would
+/// write it back: ref_loss as f64, token_id as i64), keeping the file's
+/// metadata, and rehashes the manifest.
+pub fn recast_shard0(set: &Path, column: &str, to: arrow::datatypes::DataType) {
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::sync::Arc;
+    let shard = set.join("part-00000.parquet");
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&shard).unwrap()).unwrap();
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let old = builder.schema().clone();
+    let fields: Vec<Field> = old
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == column {
+                Field::new(f.name(), to.clone(), f.is_nullable())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches: Vec<_> = builder
+        .build()
+        .unwrap()
+        .map(|b| {
+            let b = b.unwrap();
+            let cols = b
+                .columns()
+                .iter()
+                .zip(old.fields())
+                .map(|(c, f)| {
+                    if f.name() == column {
+                        arrow::compute::cast(c, &to).unwrap()
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            arrow::array::RecordBatch::try_new(schema.clone(), cols).unwrap()
+        })
+        .collect();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(kv)
+        .build();
+    let file = std::fs::File::create(&shard).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    rehash_shard0(set);
 }
 
 /// Rewrites shard 0 of a set with `window`'s token at `pos` set to `id`,

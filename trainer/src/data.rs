@@ -153,18 +153,35 @@ impl TrainData {
     }
 }
 
-/// The tokenizer.json a score set carries (written by `scorer`).
-/// Reads every row group of `sets` once, before the first step: the reader's
-/// own checks (positions, finite ref_loss) and every token id below `vocab`,
-/// with the messages that name the file and row; the same for training and
-/// held-out sets. With `noise_span`, the same pass also gathers the noise
-/// scores the filter's quantile is taken from (`crate::noise::fit`).
+/// Reads every byte and every row group of `sets` once, before the first
+/// step: each shard's SHA-256 against its manifest, then the reader's own
+/// checks (positions, finite ref_loss), every token id below `vocab` and
+/// every reference loss in range ([`LossRange`]), with messages that name the
+/// file and row; the same for training and held-out sets. With `noise_span`,
+/// the same pass also gathers the noise scores the filter's quantile is taken
+/// from (`crate::noise::fit`).
 pub fn check_sets(
     sets: &[ScoreSet],
     vocab: usize,
     need_ref: bool,
     noise_span: Option<usize>,
 ) -> Result<Option<Histogram>> {
+    let started = std::time::Instant::now();
+    let bytes: u64 = sets
+        .iter()
+        .flat_map(|s| &s.manifest().shards)
+        .map(|e| e.bytes)
+        .sum();
+    let progress = std::sync::Mutex::new(Progress::new("checking hashes", "B", bytes));
+    for set in sets {
+        set.check_hashes(|b| progress.lock().unwrap_or_else(|p| p.into_inner()).inc(b))?;
+    }
+    progress
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish();
+    let hashed_in = started.elapsed();
+
     let mut noise = noise_span.map(|span| (span, Histogram::default()));
     let rows: u64 = sets
         .iter()
@@ -175,27 +192,87 @@ pub fn check_sets(
         if need_ref && !set.scored() {
             bail!("{}: a pack-only set has no ref_loss", set.dir().display());
         }
+        let mut range = LossRange::new(set.manifest().job.tokenizer.vocab_size);
         for group in set.row_groups() {
             let (g, w) = group?; // the reader checks positions and ref_loss finiteness
+            let file = || set.shards()[g.shard].path().display().to_string();
             if let Some(i) = w.tokens.iter().position(|&t| t as usize >= vocab) {
                 bail!(
                     "{}: row {}: token_id {} is outside the model's vocabulary ({vocab})",
-                    set.shards()[g.shard].path().display(),
+                    file(),
                     g.row(set.seq_len(), i),
                     w.tokens[i]
                 );
             }
-            if let (Some(h), Some(rl)) = (noise.as_mut(), &w.ref_loss) {
-                let (refs, docs) = predicted(rl, &w.doc_ids, w.seq_len);
-                for m in span_means(&refs, &docs, w.seq_len - 1, h.0) {
-                    h.1.add(m);
+            if let Some(rl) = &w.ref_loss {
+                range.add(rl, file, |i| g.row(set.seq_len(), i));
+                if let Some(h) = noise.as_mut() {
+                    let (refs, docs) = predicted(rl, &w.doc_ids, w.seq_len);
+                    for m in span_means(&refs, &docs, w.seq_len - 1, h.0) {
+                        h.1.add(m);
+                    }
                 }
             }
             progress.inc(w.tokens.len() as u64);
         }
+        range.check(set.dir())?;
     }
     progress.finish();
+    shared::say!(
+        "checked {} MB of shards: SHA-256 in {:.1} s, every row group in {:.1} s",
+        bytes / 1_000_000,
+        hashed_in.as_secs_f64(),
+        (started.elapsed() - hashed_in).as_secs_f64()
+    );
     Ok(noise.map(|(_, h)| h))
+}
+
+/// Reference losses that cannot be a per-token cross-entropy in nats, as a
+/// set rewritten by another tool may hold: negative (beyond rounding), or
+/// above [`LossRange::CAP_TIMES_LN_VOCAB`] times ln(vocabulary), far past
+/// any loss a model scores (a loss in bits, or summed, would be). Counted
+/// over the whole set; the first is named.
+struct LossRange {
+    cap: f32,
+    count: u64,
+    first: Option<String>,
+}
+
+impl LossRange {
+    const CAP_TIMES_LN_VOCAB: f32 = 10.0;
+    /// How far below 0 rounding may take a loss written by another tool.
+    const ROUNDING: f32 = 1e-3;
+
+    fn new(vocab: usize) -> Self {
+        LossRange {
+            cap: Self::CAP_TIMES_LN_VOCAB * (vocab.max(2) as f32).ln(),
+            count: 0,
+            first: None,
+        }
+    }
+
+    fn add(&mut self, rl: &[f32], file: impl Fn() -> String, row: impl Fn(usize) -> usize) {
+        for (i, &x) in rl.iter().enumerate() {
+            if x < -Self::ROUNDING || x > self.cap {
+                self.count += 1;
+                if self.first.is_none() {
+                    self.first = Some(format!("{}: row {}: ref_loss {x}", file(), row(i)));
+                }
+            }
+        }
+    }
+
+    fn check(&self, dir: &std::path::Path) -> Result<()> {
+        match &self.first {
+            None => Ok(()),
+            Some(first) => bail!(
+                "{}: {} reference losses are not a per-token loss in nats (below 0 or above {:.1}, 10 x ln(vocabulary)); the first: {first}",
+                dir.display(),
+                self.count,
+                self.cap
+            ),
+        }
+    }
 }
 
 /// Refuses a model whose own tokenizer is not the one that made `set`
@@ -223,6 +300,7 @@ pub fn check_model_tokenizer(model: &std::path::Path, set: &ScoreSet) -> Result<
     Ok(())
 }
 
+/// The tokenizer.json a score set carries (written by `scorer`).
 pub fn tokenizer_of(set: &ScoreSet) -> Option<PathBuf> {
     let p = set.dir().join(shared::model::checkpoint::TOKENIZER_FILE);
     p.is_file().then_some(p)

@@ -73,8 +73,17 @@ pub fn latest(run: &Path) -> Result<Option<(PathBuf, TrainerState)>> {
     }
     let mut best: Option<(PathBuf, TrainerState)> = None;
     for c in candidates {
-        if !c.join(STATE_FILE).is_file() {
+        if !c.exists() {
             continue;
+        }
+        // Checkpoints appear whole (written aside, then renamed): one without
+        // its state was damaged since, and resuming past it would silently
+        // start from an older step or from nothing.
+        if !c.join(STATE_FILE).is_file() {
+            anyhow::bail!(
+                "{}: a checkpoint without {STATE_FILE} (damaged after it was written): restore it, or move it away to resume from an older checkpoint",
+                c.display()
+            );
         }
         let st = load_state(&c)?;
         if best.as_ref().map(|b| st.step > b.1.step).unwrap_or(true) {

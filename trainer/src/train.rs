@@ -16,6 +16,7 @@ use shared::model::config::LlamaConfig;
 use shared::model::{Llama, Mode};
 use shared::scores::compat::window_beyond_positions;
 use shared::scores::scoreset::ScoreSet;
+use shared::util::lock::DirLock;
 use shared::util::progress::Progress;
 use shared::util::rng::Rng;
 
@@ -30,6 +31,56 @@ use shared::select::Params;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SETTINGS_FILE: &str = "settings.json";
+/// Held by the trainer running in a run directory (`shared::util::lock`).
+pub const LOCK_FILE: &str = ".trainer.lock";
+
+/// A run directory this process made: removed again unless [`Self::keep`]
+/// is called (a run that fails to start leaves nothing behind).
+struct NewDir(Option<PathBuf>);
+
+impl NewDir {
+    fn make(dir: &Path) -> Result<Self> {
+        let new = !dir.exists();
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(NewDir(new.then(|| dir.to_path_buf())))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for NewDir {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Refuses a run whose first checkpoint (weights and two AdamW moments, f32)
+/// would not fit in the space left where it is written.
+fn check_room(out: &Path, cfg: &LlamaConfig) -> Result<()> {
+    let need = cfg.num_params() as u64 * 4 * 3;
+    match shared::util::outdir::free_bytes(out) {
+        Some(free) if free < need => bail!(
+            "--out {}: {} MB free on its file system, one checkpoint of this model takes {} MB",
+            out.display(),
+            free / 1_000_000,
+            need.div_ceil(1_000_000)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Claims a run directory for this process, or names the trainer in it.
+fn lock_run(out: &Path) -> Result<DirLock> {
+    Ok(DirLock::acquire(
+        out,
+        LOCK_FILE,
+        "a trainer is already running",
+    )?)
+}
 
 /// Builds the model config and weights the settings ask for.
 fn make_model(s: &Settings, vocab: usize, dev: &Device) -> Result<(LlamaConfig, VarMap)> {
@@ -165,6 +216,8 @@ struct Run<'a> {
     dtype: DType,
     /// `--noise-quantile`, fitted to the training data.
     noise: Option<shared::select::noise::NoiseFilter>,
+    /// This process's claim on the run directory.
+    _lock: DirLock,
 }
 
 /// The inputs of a run, checked against each other before anything is written.
@@ -193,6 +246,7 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         None => None,
     };
     let (cfg, varmap) = make_model(s, tok_info.vocab_size, dev)?;
+    check_room(&s.run.out, &cfg)?;
     if tok_info.vocab_size > cfg.vocab_size {
         bail!(
             "the data's tokenizer has {} ids but the model's vocabulary is {}: they do not belong together",
@@ -319,8 +373,22 @@ impl<'a> Run<'a> {
         let dev = s.run.device.open()?;
         let dtype = s.model.dtype.dtype();
         shared::util::device::check_dtype(&dev, dtype)?;
-        let ours = [SETTINGS_FILE, METRICS_FILE, ".settings.json.tmp-"];
+        let ours = [
+            SETTINGS_FILE,
+            METRICS_FILE,
+            ".settings.json.tmp-",
+            LOCK_FILE,
+        ];
         shared::util::outdir::check_ours(&s.run.out, &ours, "a training run")?;
+        shared::util::outdir::check_writable(&s.run.out)?;
+        // A directory that exists may have a trainer in it now: refused
+        // before the start-up checks; a new one is claimed once it is made.
+        let early = s
+            .run
+            .out
+            .is_dir()
+            .then(|| lock_run(&s.run.out))
+            .transpose()?;
         let Checked {
             data,
             noise_scores,
@@ -342,8 +410,11 @@ impl<'a> Run<'a> {
             _ => None,
         };
 
-        std::fs::create_dir_all(&s.run.out)
-            .with_context(|| format!("creating {}", s.run.out.display()))?;
+        let made = NewDir::make(&s.run.out)?;
+        let lock = match early {
+            Some(l) => l,
+            None => lock_run(&s.run.out)?,
+        };
         let mut opt = AdamW::new(
             &varmap,
             AdamWConfig {
@@ -396,7 +467,9 @@ impl<'a> Run<'a> {
             last_eval: None,
             dtype,
             noise,
+            _lock: lock,
         })
+        .inspect(|_| made.keep())
     }
 
     /// One optimizer step over `batch_size * grad_accum` windows, and its
@@ -564,5 +637,24 @@ impl<'a> Run<'a> {
             ),
         }
         Ok(final_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_larger_than_the_free_space_is_refused() {
+        let dir = std::env::temp_dir();
+        let small = LlamaConfig::preset("debug", 64).unwrap();
+        check_room(&dir, &small).unwrap();
+        let mut huge = small.clone();
+        huge.vocab_size = 1 << 40; // 64 x 2^40 weights in the embedding alone
+        let err = check_room(&dir, &huge).unwrap_err().to_string();
+        assert!(
+            err.contains("MB free") && err.contains("one checkpoint"),
+            "{err}"
+        );
     }
 }

@@ -60,6 +60,7 @@ pub fn run(s: &Settings) -> Result<()> {
     let ours = [JOB_FILE, MANIFEST_FILE, ".lock-part-", ".job.json.tmp-"];
     shared::util::outdir::check_ours(&s.out, &ours, "a score set")?;
     shared::util::outdir::check_outside(&s.out, &s.corpus, "corpus")?;
+    shared::util::outdir::check_writable(&s.out)?;
     let job = Job::plan(s)?; // inputs, tokenizer, model, pass 1 over the corpus
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
     let _lock = PartLock::acquire(&s.out, s.part, s.parts)?;

@@ -181,8 +181,21 @@ impl LlamaConfig {
     /// Parses `config.json` text; `path` only names the file in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::checkpoint(path, reason);
-        let raw: RawConfig = serde_json::from_str(text)
-            .map_err(|e| bad(format!("config.json is not a valid Llama config: {e}")))?;
+        // Deserialized with the path of the field that fails, so a value of
+        // the wrong type is named (`hidden_size: invalid type: string ...`).
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+                .map_err(|e| {
+                    let field = e.path().to_string();
+                    bad(if field == "." {
+                        format!("config.json is not a valid Llama config: {}", e.inner())
+                    } else {
+                        format!(
+                            "config.json is not a valid Llama config: {field}: {}",
+                            e.inner()
+                        )
+                    })
+                })?;
         let arch = raw.architectures.as_ref().and_then(|a| a.first().cloned());
         let family = match (raw.model_type.as_deref(), arch.as_deref()) {
             (Some(t), _) => Family::from_model_type(t),

@@ -203,6 +203,36 @@ impl ScoreSet {
         })
     }
 
+    /// Each shard's SHA-256 against the one manifest.json recorded when it
+    /// was written: a flipped byte or a rewrite by another tool, which a
+    /// size check and a readable footer do not show, is named. Shards are
+    /// hashed in parallel; `hashed(bytes)` is called as each one is done.
+    pub fn check_hashes(&self, hashed: impl Fn(u64) + Sync) -> Result<()> {
+        use rayon::prelude::*;
+        let results: Vec<Result<()>> = self
+            .manifest
+            .shards
+            .par_iter()
+            .map(|entry| {
+                let path = self.dir.join(&entry.file);
+                let got = crate::util::hash::hash_file(&path)?;
+                hashed(entry.bytes);
+                if got == entry.sha256 {
+                    return Ok(());
+                }
+                Err(Error::shard(
+                    &path,
+                    format!(
+                        "its SHA-256 is {}..., manifest.json records {}...: the file changed after it was written (damaged, or rewritten by another tool); rescore it, or restore it from a copy",
+                        &got[..12],
+                        &entry.sha256[..12.min(entry.sha256.len())]
+                    ),
+                ))
+            })
+            .collect();
+        results.into_iter().collect()
+    }
+
     pub fn read_row_group(&self, shard: usize, row_group: usize) -> Result<Windows> {
         self.shards[shard].read_row_group(row_group)
     }

@@ -436,7 +436,8 @@ impl ShardReader {
                 Error::shard(
                     path,
                     format!(
-                        "wrong schema: found {:?}, expected {:?} (ref_loss Float32 or Float16)",
+                        "wrong schema: {}; found {:?}, expected {:?} (ref_loss Float32 or Float16)",
+                        schema_differences(meta.schema()),
                         field_list(meta.schema()),
                         field_list(&token_schema(LossDtype::F32))
                     ),
@@ -690,6 +691,69 @@ fn check_windows(
         }
     }
     Ok(())
+}
+
+/// What differs from a token shard's schema, column by column: the types a
+/// set rewritten by another tool gets (`ref_loss` as Float64, `token_id` as
+/// Int64), with the cast that restores each.
+fn schema_differences(found: &Schema) -> String {
+    let want = token_schema(LossDtype::F32);
+    let mut out = Vec::new();
+    for w in want.fields() {
+        match found.field_with_name(w.name()) {
+            Err(_) => out.push(format!("no column {}", w.name())),
+            Ok(f)
+                if w.name() == "ref_loss"
+                    && matches!(f.data_type(), DataType::Float32 | DataType::Float16) => {}
+            Ok(f) if f.data_type() != w.data_type() => out.push(format!(
+                "{} is {}, not {} (cast it back: CAST({} AS {}))",
+                w.name(),
+                f.data_type(),
+                w.data_type(),
+                w.name(),
+                sql_type(w.data_type())
+            )),
+            Ok(_) => {}
+        }
+    }
+    let extra: Vec<&str> = found
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| want.field_with_name(n).is_err())
+        .collect();
+    if !extra.is_empty() {
+        out.push(format!("extra columns {extra:?}"));
+    }
+    let nullable: Vec<&str> = found
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.is_nullable()
+                && want
+                    .field_with_name(f.name())
+                    .is_ok_and(|w| !w.is_nullable())
+        })
+        .map(|f| f.name().as_str())
+        .collect();
+    if !nullable.is_empty() {
+        out.push(format!(
+            "columns {nullable:?} are nullable (a scorer shard's never are: rewritten by another tool?)"
+        ));
+    }
+    if out.is_empty() {
+        out.push("the columns are out of order".into());
+    }
+    out.join(", ")
+}
+
+/// The SQL (DuckDB) name of a shard column's type.
+fn sql_type(t: &DataType) -> &'static str {
+    match t {
+        DataType::UInt64 => "UBIGINT",
+        DataType::UInt32 => "UINTEGER",
+        _ => "FLOAT",
+    }
 }
 
 fn field_list(schema: &Schema) -> Vec<String> {

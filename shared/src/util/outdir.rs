@@ -42,6 +42,65 @@ pub fn check_ours(dir: &Path, markers: &[&str], what: &str) -> Result<()> {
     )))
 }
 
+/// Refuses an output directory that cannot be made or written: below a file,
+/// on a read-only file system, or where this user may not create files. The
+/// nearest existing directory on its path is probed with a file created and
+/// removed at once, before any work starts.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    let mut at = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    while !at.exists() {
+        match at.parent() {
+            Some(p) => at = p.to_path_buf(),
+            None => break,
+        }
+    }
+    if !at.is_dir() {
+        return Err(Error::Invalid(format!(
+            "--out {}: {} is a file, so no directory can be made under it",
+            dir.display(),
+            at.display()
+        )));
+    }
+    let probe = at.join(format!(".rho1-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::Invalid(format!(
+            "--out {}: cannot write in {} ({e})",
+            dir.display(),
+            at.display()
+        ))),
+    }
+}
+
+/// Bytes free to this user on the file system holding `dir` (or its nearest
+/// existing parent); None where it cannot be asked.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let mut at = std::path::absolute(dir).ok()?;
+    while !at.exists() {
+        at = at.parent()?.to_path_buf();
+    }
+    let c = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` points to writable memory
+    // of the struct statvfs fills; it is read only when the call succeeds.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it wrote the whole struct.
+    let st = unsafe { st.assume_init() };
+    // u64 on 64-bit Linux, narrower elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// Refuses an output directory at or below one of the `inputs` directories
 /// (a score set written into its corpus directory would be read back as corpus).
 pub fn check_outside(dir: &Path, inputs: &[std::path::PathBuf], what: &str) -> Result<()> {
