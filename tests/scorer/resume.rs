@@ -217,3 +217,52 @@ fn disk_full_is_a_clear_error_and_a_rerun_completes() {
     run_ok(SCORER, &args);
     run_ok(SCORER, &["verify", s(&out)]);
 }
+
+/// SIGTERM (what Slurm and Kubernetes send before a kill) stops a scoring
+/// job after the shard it is writing: exit status 75, whole shards only, no
+/// manifest; the same command then finishes the set, identical to one run
+/// without a stop.
+#[test]
+fn sigterm_stops_after_a_whole_shard_and_a_rerun_finishes_the_set() {
+    let dir = scratch("sigterm");
+    let tok = tokenizer(&dir);
+    let model = fixture("llama-mha");
+    let corpus = data("clean_train.jsonl.zst");
+    let reference = dir.join("uninterrupted");
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &reference));
+    let total = dir_files(&reference)
+        .iter()
+        .filter(|f| f.0.starts_with("part-"))
+        .count();
+
+    let out = dir.join("stopped");
+    let child = Command::new(SCORER)
+        .args(score_args(&model, &tok, &corpus, &out))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !out.join("part-00000.parquet").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let res = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(75), "{err}");
+    assert!(err.contains("SIGTERM: stopped after part-"), "{err}");
+    assert!(!out.join("manifest.json").exists());
+    assert_no_partial_shards(&out);
+    let written = dir_files(&out)
+        .iter()
+        .filter(|f| f.0.starts_with("part-"))
+        .count();
+    assert!(written >= 1 && written < total, "{written} of {total}");
+
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &out));
+    assert_same_files(&reference, &out);
+}

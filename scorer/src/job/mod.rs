@@ -67,8 +67,9 @@ pub fn run(s: &Settings) -> Result<()> {
     remove_stale_temps(&s.out)?;
     job.claim_out_dir()?;
     let pending = job.pending_shards()?;
-    if !pending.is_empty() {
-        job.write_shards(&pending)?; // pass 2: score and write
+    shared::util::interrupt::watch().context("catching SIGTERM and SIGINT")?;
+    if !pending.is_empty() && !job.write_shards(&pending)? {
+        return Ok(()); // stopped by a signal after a whole shard
     }
     job.write_side_tables()?;
     let missing = (0..job.num_shards())
@@ -250,8 +251,9 @@ impl<'a> Job<'a> {
     }
 
     /// Pass 2: the windows again, in order; each pending shard is scored
-    /// (if there is a model) and written.
-    fn write_shards(&self, pending: &[usize]) -> Result<()> {
+    /// (if there is a model) and written. False when SIGTERM or SIGINT
+    /// stopped it after a whole shard (a rerun writes the rest).
+    fn write_shards(&self, pending: &[usize]) -> Result<bool> {
         let s = self.s;
         let label = if self.model.is_some() {
             "scoring"
@@ -279,6 +281,17 @@ impl<'a> Job<'a> {
                 shared::util::fault::point("between-shards");
                 buf.clear();
                 next.next();
+                if let (Some(signal), Some(_)) = (shared::util::interrupt::requested(), next.peek())
+                {
+                    progress.finish();
+                    shared::say!(
+                        "{signal}: stopped after {} (whole); rerun the same command to write the other {} shard(s)",
+                        shard_file_name(want),
+                        next.count()
+                    );
+                    shared::util::interrupt::mark_stopped();
+                    return Ok(false);
+                }
             }
         }
         if next.peek().is_some() {
@@ -290,7 +303,7 @@ impl<'a> Job<'a> {
             "{label} pass: {tokens} tokens in {secs:.3}s ({:.0} tok/s, tokenizing and writing included)",
             tokens as f64 / secs
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Scores one shard's windows (if there is a model) and writes the shard.
