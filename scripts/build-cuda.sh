@@ -19,15 +19,13 @@ case "$MODE" in build | check) ;; *) echo "usage: $0 [build|check]" >&2; exit 2 
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 
 TK=$ROOT/.cuda
-PINS=(nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88
-      nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85 nvidia-cuda-nvrtc==13.0.88
-      nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35)
-stamp=$TK/installed-$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-12)
+PINS=$ROOT/scripts/pins/cuda.txt # versions and SHA-256 of every wheel
+stamp=$TK/installed-$(sha256sum < "$PINS" | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "installing the CUDA 13 toolkit wheels into $TK (~1.2 GB, once)" >&2
   rm -rf "$TK/venv"
   python3 -m venv "$TK/venv"
-  "$TK/venv/bin/pip" install -q --disable-pip-version-check "${PINS[@]}"
+  "$TK/venv/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$PINS"
   touch "$stamp"
 fi
 CUDA_HOME=$(echo "$TK"/venv/lib/python3*/site-packages/nvidia/cu13)

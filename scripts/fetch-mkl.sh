@@ -30,9 +30,9 @@ if [ "${1:-}" = "--runtime" ]; then
   fi
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  python3 -m pip download -q --no-deps --only-binary=:all: \
+  python3 -m pip download -q --no-deps --only-binary=:all: --require-hashes \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --python-version 3.11 \
-    "mkl==$ver" "intel-openmp==$ver" -d "$tmp"
+    -r scripts/pins/mkl-runtime.txt -d "$tmp" # $ver, pinned by SHA-256
   for w in "$tmp"/*.whl; do python3 -m zipfile -e "$w" "$tmp/x"; done
   rm -rf "$lib.tmp"
   mkdir -p "$lib.tmp"
@@ -50,9 +50,9 @@ if [ -f "$root/lib/libmkl_core.a" ] && [ -f "$root/lib/libiomp5.a" ] && [ -f "$r
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 -m pip download -q --no-deps --only-binary=:all: \
+python3 -m pip download -q --no-deps --only-binary=:all: --require-hashes \
   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --python-version 3.11 \
-  "mkl-static==$ver" "mkl-include==$ver" "intel-openmp==$ver" -d "$tmp"
+  -r scripts/pins/mkl-static.txt -d "$tmp" # $ver, pinned by SHA-256
 for w in "$tmp"/*.whl; do python3 -m zipfile -e "$w" "$tmp/x"; done
 rm -rf "$root.tmp"
 mkdir -p "$root.tmp/lib" "$root.tmp/include"

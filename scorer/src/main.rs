@@ -87,5 +87,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    shared::process::main(|| run(Cli::parse()))
+    shared::process::main(|| {
+        // Local paths only: a URL is refused by its scheme, file:// made a path.
+        let args = shared::util::location::local_args(std::env::args_os())?;
+        run(Cli::parse_from(args))
+    })
 }

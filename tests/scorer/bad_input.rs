@@ -940,3 +940,57 @@ fn a_missing_corpus_directory_is_named_with_its_cause_once() {
     assert_eq!(res.status.code(), Some(1), "{err}");
     assert_eq!(err.matches("no such file or directory").count(), 1, "{err}");
 }
+
+/// A bucket URL is refused by its scheme, before anything runs, and never
+/// becomes a local directory named `s3:`; a `file://` URL is a local path.
+#[test]
+fn pack_into_a_bucket_url_is_refused_and_makes_no_local_directory() {
+    let d = case_dir("pack_into_a_bucket_url");
+    let corpus = write(&d.join("c.jsonl"), &good_lines());
+    let tok = tok();
+    for url in ["s3://bucket/set", "gs://bucket/set", "az://container/set"] {
+        let res = std::process::Command::new(SCORER)
+            .args([
+                "pack",
+                "--tokenizer",
+                s(&tok),
+                "--corpus",
+                s(&corpus),
+                "--seq-len",
+                "4",
+            ])
+            .args(["--out", url])
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(url) && err.contains("URLs are not supported"),
+            "{err}"
+        );
+        let scheme = url.split_once("://").unwrap().0;
+        assert!(
+            !d.join(format!("{scheme}:")).exists(),
+            "made a local {scheme}: directory"
+        );
+    }
+    let out = d.join("set");
+    let _ = std::fs::remove_dir_all(&out);
+    let url = format!("file://{}", s(&std::path::absolute(&out).unwrap()));
+    run_ok(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&tok),
+            "--corpus",
+            s(&corpus),
+            "--seq-len",
+            "4",
+            "--out",
+            &url,
+        ],
+    );
+    assert!(out.join("manifest.json").is_file());
+}

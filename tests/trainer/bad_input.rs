@@ -555,3 +555,26 @@ fn a_full_disk_at_the_first_write_leaves_nothing() {
     assert!(err.contains("File too large"), "{err}");
     assert!(!out.exists(), "left {}", out.display());
 }
+
+#[test]
+fn training_data_from_a_bucket_url_is_refused_by_its_scheme() {
+    let res = run(
+        TRAINER,
+        &[
+            "train",
+            "--data",
+            "s3://bucket/set",
+            "--out",
+            "/tmp/never",
+            "--max-steps",
+            "1",
+        ],
+    );
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s3://bucket/set") && err.contains("URLs are not supported"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new("/tmp/never").exists());
+}

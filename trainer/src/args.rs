@@ -564,6 +564,16 @@ impl Settings {
         if d.sets.is_empty() {
             bail!("no training data: give --data DIR");
         }
+        // Paths from a config file: local ones only, as on the command line.
+        let paths = [&r.out]
+            .into_iter()
+            .chain(&d.sets)
+            .chain(&r.eval_data)
+            .chain(&m.init)
+            .chain(&m.config_file);
+        for p in paths {
+            shared::util::location::check_local(p)?;
+        }
         if r.out.as_os_str().is_empty() {
             bail!("--out DIR is required (the run directory)");
         }

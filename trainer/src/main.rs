@@ -187,11 +187,13 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// The command line, with `train`'s defaults shown from `args::Settings`.
-fn parse() -> Cli {
+/// Local paths only: a URL is refused by its scheme, file:// made a path.
+fn parse() -> Result<Cli> {
+    let args = shared::util::location::local_args(std::env::args_os())?;
     let cmd = Cli::command().mut_subcommand("train", args::with_defaults);
-    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+    Ok(Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit()))
 }
 
 fn main() -> ExitCode {
-    shared::process::main(|| run(parse()))
+    shared::process::main(|| run(parse()?))
 }
