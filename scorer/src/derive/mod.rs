@@ -46,26 +46,30 @@ pub fn write_derived(
         let mut shards = Vec::new();
         let mut stats = LossStats::default();
         let mut rounding: Option<Rounding> = None;
-        for (s, reader) in src.shards().iter().enumerate() {
-            let (mut windows, mut rows) = (Vec::new(), Vec::new());
-            for g in 0..reader.num_row_groups() {
-                let w = src.read_row_group(s, g)?;
-                let l = losses(s, g, &w).map_err(|e| shared::Error::Invalid(format!("{e:#}")))?;
-                for (i, &seq_id) in w.seq_ids.iter().enumerate() {
-                    if seq_id >= max_windows {
-                        break;
-                    }
-                    windows.push(Window {
-                        seq_id,
-                        tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
-                        doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
-                    });
-                    rows.push(l[i * t + 1..(i + 1) * t].to_vec());
+        let (mut windows, mut rows) = (Vec::new(), Vec::new());
+        let mut groups = src.groups().peekable();
+        while let Some(g) = groups.next() {
+            let w = src.read_row_group(g.shard, g.row_group)?;
+            let l = losses(g.shard, g.row_group, &w)
+                .map_err(|e| shared::Error::Invalid(format!("{e:#}")))?;
+            for (i, &seq_id) in w.seq_ids.iter().enumerate() {
+                if seq_id >= max_windows {
+                    break;
                 }
+                windows.push(Window {
+                    seq_id,
+                    tokens: w.tokens[i * t..(i + 1) * t].to_vec(),
+                    doc_ids: w.doc_ids[i * t..(i + 1) * t].to_vec(),
+                });
+                rows.push(l[i * t + 1..(i + 1) * t].to_vec());
+            }
+            if groups.peek().is_some_and(|next| next.shard == g.shard) {
+                continue; // the shard is written after its last row group
             }
             if windows.is_empty() {
                 break; // every later window is past max_windows too
             }
+            let s = g.shard;
             let file = shard_file_name(s);
             let path = tmp.join(&file);
             let info = write_shard(
@@ -81,6 +85,8 @@ pub fn write_derived(
                 rounding.get_or_insert_with(Rounding::default).merge(r);
             }
             shards.push(ShardEntry::describe(&path, &info)?);
+            windows.clear();
+            rows.clear();
         }
         for f in [
             VOCAB_FILE,

@@ -66,8 +66,11 @@ impl Tokenizer {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
             // Editors on Windows may save a UTF-8 byte-order mark; JSON has none.
             let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-            tokenizers::Tokenizer::from_bytes(bytes)
-                .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?
+            crate::util::guard::catch_panic("the tokenizers library", || {
+                tokenizers::Tokenizer::from_bytes(bytes)
+            })
+            .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?
+            .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?
         };
         let (eos_token, eos_id) = match eos {
             Some(t) => {
@@ -356,6 +359,20 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// A tokenizer.json the fuzzer found (tests/fixtures/fuzz/): the
+    /// tokenizers crate panics inside its decoder deserializer on it; here
+    /// it is an error naming the file.
+    #[test]
+    fn a_tokenizer_json_that_panics_the_parser_is_an_error() {
+        crate::util::guard::install_panic_hook();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/fuzz/tokenizer-decoder-expect.json");
+        let err = Tokenizer::load(&path, None).err().expect("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("tokenizer-decoder-expect.json"), "{msg}");
+        assert!(msg.contains("failed on malformed data"), "{msg}");
+    }
+
     use super::*;
 
     #[test]

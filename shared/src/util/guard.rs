@@ -1,4 +1,4 @@
-//! Panics inside third-party decoders, turned into errors.
+//! Panics inside third-party decoders and parsers, turned into errors.
 //!
 //! The parquet crate (60.1) has decoders that index out of bounds on
 //! malformed pages instead of returning an error (found by `fuzz/`
@@ -28,8 +28,17 @@ pub fn install_panic_hook() {
     });
 }
 
-/// Runs `f`; a panic inside it comes back as `Err(message)`.
+/// Runs `f`, which decodes untrusted Parquet pages; a panic inside it comes
+/// back as `Err(message)`.
 pub fn catch_decoder_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    catch_panic("the Parquet decoder", f)
+}
+
+/// Runs `f`, a third-party parser (`what`) given untrusted bytes; a panic
+/// inside it comes back as `Err("what failed on malformed data (...)")`.
+/// The tokenizers crate (0.22) panics on some malformed tokenizer.json files
+/// (an `expect` in its decoder deserializer; found by `fuzz/` tokenizer).
+pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     let outer = GUARDED.with(|g| g.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(outer));
@@ -39,6 +48,6 @@ pub fn catch_decoder_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, S
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        format!("the Parquet decoder failed on malformed data ({msg})")
+        format!("{what} failed on malformed data ({msg})")
     })
 }
