@@ -20,9 +20,10 @@ fn assert_no_partial_shards(dir: &Path) {
     }
 }
 
-#[test]
-fn killed_job_resumes_to_identical_shards() {
-    let dir = scratch("sigkill");
+/// A scratch directory, its tokenizer, model and corpus, and the set one
+/// uninterrupted `scorer score` makes of them, with its shard count.
+fn uninterrupted(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf, usize) {
+    let dir = scratch(name);
     let tok = tokenizer(&dir);
     let model = fixture("llama-mha");
     let corpus = data("clean_train.jsonl.zst");
@@ -32,6 +33,12 @@ fn killed_job_resumes_to_identical_shards() {
         .iter()
         .filter(|f| f.0.starts_with("part-"))
         .count();
+    (dir, tok, model, corpus, reference, total)
+}
+
+#[test]
+fn killed_job_resumes_to_identical_shards() {
+    let (dir, tok, model, corpus, reference, total) = uninterrupted("sigkill");
 
     let out = dir.join("killed");
     let mut child = Command::new(SCORER)
@@ -224,16 +231,7 @@ fn disk_full_is_a_clear_error_and_a_rerun_completes() {
 /// without a stop.
 #[test]
 fn sigterm_stops_after_a_whole_shard_and_a_rerun_finishes_the_set() {
-    let dir = scratch("sigterm");
-    let tok = tokenizer(&dir);
-    let model = fixture("llama-mha");
-    let corpus = data("clean_train.jsonl.zst");
-    let reference = dir.join("uninterrupted");
-    run_ok(SCORER, &score_args(&model, &tok, &corpus, &reference));
-    let total = dir_files(&reference)
-        .iter()
-        .filter(|f| f.0.starts_with("part-"))
-        .count();
+    let (dir, tok, model, corpus, reference, total) = uninterrupted("sigterm");
 
     let out = dir.join("stopped");
     let child = Command::new(SCORER)
