@@ -10,16 +10,6 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use shared::model::loss::{lm_head_losses, per_token_loss};
 
-/// Peak resident memory of this process so far, in MiB (Linux).
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "chunked".into());
@@ -37,7 +27,7 @@ fn main() {
     let w = Var::from_vec(randn(v * c, 0.05), (v, c), &dev).unwrap();
     let ids: Vec<u32> = (0..n as u32).map(|i| i * 7919 % v as u32).collect();
     let targets = Tensor::from_vec(ids, (1, n), &dev).unwrap();
-    let before = peak_mib();
+    let before = shared::process::peak_rss_mb();
     let t0 = Instant::now();
     let loss = match mode.as_str() {
         "whole" => {
@@ -63,7 +53,7 @@ fn main() {
         "{{\"mode\":\"{mode}\",\"n\":{n},\"c\":{c},\"v\":{v},\"loss\":{:.7},\"grad_w_sq\":{:.9e},\"setup_peak_mib\":{before:.0},\"peak_mib\":{:.0},\"seconds\":{:.2}}}",
         mean.to_scalar::<f32>().unwrap(),
         gw.to_scalar::<f32>().unwrap(),
-        peak_mib(),
+        shared::process::peak_rss_mb(),
         t0.elapsed().as_secs_f64()
     );
 }
