@@ -16,6 +16,7 @@ mod inspect; // tools over finished sets: `verify`, `info`, `view`, `export`, `d
 mod job; // `scorer pack` and `scorer score`: plan, score shard by shard, finalize
 mod parity; // `scorer parity`: a model's losses on fixed ids against reference losses
 mod part; // one part of a split job: its lock and stale temporary files
+mod sync; // `scorer sync`: a set between a directory and a bucket
 
 use inspect::{dynamics, export, info, verify, view};
 
@@ -65,6 +66,9 @@ enum Command {
     Synth(derive::synth::SynthArgs),
     /// Print a score set's manifest summary.
     Info(info::InfoArgs),
+    /// Copy a score set between a directory and a bucket (s3://, gs://,
+    /// az://), either way: resumable, checked against the manifest's hashes.
+    Sync(sync::SyncArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -83,12 +87,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Combine(a) => a.run(),
         Command::Synth(a) => derive::synth::run(&a),
         Command::Info(a) => a.run(),
+        Command::Sync(a) => a.run(),
     }
 }
 
 fn main() -> ExitCode {
     shared::process::main(|| {
-        // Local paths only: a URL is refused by its scheme, file:// made a path.
+        // Bucket URLs kept, other URLs refused by scheme, file:// made a path.
         let args = shared::util::location::local_args(std::env::args_os())?;
         run(Cli::parse_from(args))
     })

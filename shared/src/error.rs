@@ -35,6 +35,10 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     Shard { path: PathBuf, reason: String },
 
+    /// An object or prefix in a bucket (the URL holds no credentials).
+    #[error("{url}: {reason}")]
+    Store { url: String, reason: String },
+
     /// A setting that is out of range or inconsistent.
     #[error("{0}")]
     Invalid(String),

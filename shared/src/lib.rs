@@ -19,7 +19,8 @@ pub mod metrics; // the lines of a run's metrics.jsonl, typed
 pub mod model; // config, decoder, per-token loss, checkpoints
 pub mod process; // the binaries' main: allocator, threads, panic hook, exit status
 pub mod scores; // score sets: token shards, manifest, side tables, the reader
-pub mod select; // token selection: the paper's rule and its variants, the noise filter, the masked mean
+pub mod select;
+pub mod store; // score sets in buckets: object_store from plain threads, credentials redacted // token selection: the paper's rule and its variants, the noise filter, the masked mean
 pub mod text; // corpus files -> documents -> token ids -> windows
 pub mod util; // infrastructure: atomic files, hashing, RNG, progress, device, Parquet hygiene
 

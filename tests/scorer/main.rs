@@ -5,6 +5,7 @@
 mod util;
 
 mod bad_input;
+mod bucket;
 mod derive;
 mod formats;
 mod inspection;

@@ -6,6 +6,7 @@
 mod util;
 
 mod bad_input;
+mod bucket;
 mod demo;
 mod readme;
 mod reports;

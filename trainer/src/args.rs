@@ -564,20 +564,23 @@ impl Settings {
         if d.sets.is_empty() {
             bail!("no training data: give --data DIR");
         }
-        // Paths from a config file: local ones only, as on the command line.
-        let paths = [&r.out]
-            .into_iter()
-            .chain(&d.sets)
-            .chain(&r.eval_data)
-            .chain(&m.init)
-            .chain(&m.config_file);
-        for p in paths {
+        // Paths from a config file, checked as on the command line: score
+        // sets may be in a bucket, the rest is local.
+        for p in [&r.out].into_iter().chain(&m.init).chain(&m.config_file) {
             shared::util::location::check_local(p)?;
+        }
+        for p in d.sets.iter().chain(&r.eval_data) {
+            shared::util::location::check_readable(p)?;
         }
         if r.out.as_os_str().is_empty() {
             bail!("--out DIR is required (the run directory)");
         }
-        for set in d.sets.iter().chain(&r.eval_data) {
+        let local_sets = d
+            .sets
+            .iter()
+            .chain(&r.eval_data)
+            .filter(|s| !s.to_str().is_some_and(shared::store::is_store_url));
+        for set in local_sets {
             if !set.join(shared::scores::format::MANIFEST_FILE).is_file() {
                 bail!(
                     "{}: not a complete score set (no manifest.json)",

@@ -167,11 +167,14 @@ pub fn check_sets(
     noise_span: Option<usize>,
 ) -> Result<Option<Histogram>> {
     let started = std::time::Instant::now();
+    // A set in a bucket is read by ranges and not hashed whole (ScoreSet::check_hashes).
     let bytes: u64 = sets
         .iter()
+        .filter(|s| !s.is_remote())
         .flat_map(|s| &s.manifest().shards)
         .map(|e| e.bytes)
         .sum();
+    let remote = sets.iter().filter(|s| s.is_remote()).count();
     let progress = std::sync::Mutex::new(Progress::new("checking hashes", "B", bytes));
     for set in sets {
         set.check_hashes(|b| progress.lock().unwrap_or_else(|p| p.into_inner()).inc(b))?;
@@ -219,10 +222,15 @@ pub fn check_sets(
     }
     progress.finish();
     shared::say!(
-        "checked {} MB of shards: SHA-256 in {:.1} s, every row group in {:.1} s",
+        "checked {} MB of shards: SHA-256 in {:.1} s, every row group in {:.1} s{}",
         bytes / 1_000_000,
         hashed_in.as_secs_f64(),
-        (started.elapsed() - hashed_in).as_secs_f64()
+        (started.elapsed() - hashed_in).as_secs_f64(),
+        if remote > 0 {
+            format!("; {remote} set(s) in a bucket: sizes and footers checked, not hashed (read by range requests)")
+        } else {
+            String::new()
+        }
     );
     Ok(noise.map(|(_, h)| h))
 }
@@ -280,7 +288,7 @@ impl LossRange {
 /// said and accepted.
 pub fn check_model_tokenizer(model: &std::path::Path, set: &ScoreSet) -> Result<()> {
     let info = &set.manifest().job.tokenizer;
-    let copy = match tokenizer_of(set) {
+    let copy = match tokenizer_of(set)? {
         Some(p) => Some(shared::text::tokenizer::Tokenizer::load(
             &p,
             Some(&info.eos_token),
@@ -301,9 +309,10 @@ pub fn check_model_tokenizer(model: &std::path::Path, set: &ScoreSet) -> Result<
 }
 
 /// The tokenizer.json a score set carries (written by `scorer`).
-pub fn tokenizer_of(set: &ScoreSet) -> Option<PathBuf> {
-    let p = set.dir().join(shared::model::checkpoint::TOKENIZER_FILE);
-    p.is_file().then_some(p)
+/// A set in a bucket: the file fetched to a local temporary copy.
+pub fn tokenizer_of(set: &ScoreSet) -> Result<Option<PathBuf>> {
+    let p = set.side_file(shared::model::checkpoint::TOKENIZER_FILE)?;
+    Ok(p.is_file().then_some(p))
 }
 
 #[cfg(test)]

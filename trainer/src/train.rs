@@ -41,6 +41,7 @@ struct NewDir(Option<PathBuf>);
 impl NewDir {
     fn make(dir: &Path) -> Result<Self> {
         let new = !dir.exists();
+        shared::util::location::local_output(dir)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(NewDir(new.then(|| dir.to_path_buf())))
     }
@@ -235,7 +236,7 @@ struct Checked {
 fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
     let data = TrainData::open(&s.data.sets, Rng::derive(s.data.seed, "data").next_u64())?;
     let first = &data.sets()[0];
-    let tokenizer_json = tokenizer_of(first);
+    let tokenizer_json = tokenizer_of(first)?;
     let tok_info = first.manifest().job.tokenizer.clone();
     let eval_set = match &s.run.eval_data {
         Some(d) => {

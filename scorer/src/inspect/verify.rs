@@ -10,7 +10,7 @@ use shared::scores::shards::ShardReader;
 /// (size, footer, SHA-256).
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// Score set directory.
+    /// Score set directory or bucket URL (s3://, gs://, az://).
     pub dir: PathBuf,
 }
 
@@ -22,6 +22,9 @@ impl VerifyArgs {
 
 /// Re-reads every shard of a finished set: size, footer, content hash.
 pub fn verify(dir: &Path) -> Result<()> {
+    if let Some(url) = dir.to_str().filter(|s| shared::store::is_store_url(s)) {
+        return verify_bucket(url);
+    }
     let m = Manifest::load(dir)?;
     let mut bad = Vec::new();
     for e in &m.shards {
@@ -70,5 +73,43 @@ fn decode_all(path: &Path) -> shared::Result<()> {
     for g in 0..r.num_row_groups() {
         r.read_row_group(g)?;
     }
+    Ok(())
+}
+
+/// [`verify`] of a set in a bucket: the set opened (sizes, footers), then
+/// each shard hashed as it streams and every row group decoded by range
+/// requests (each shard is read twice).
+fn verify_bucket(url: &str) -> Result<()> {
+    let store = shared::store::Store::open(url)?;
+    let set = shared::scores::scoreset::ScoreSet::open(Path::new(url))?;
+    let m = set.manifest();
+    let mut bad = Vec::new();
+    for (i, e) in m.shards.iter().enumerate() {
+        let problem = match store.sha256(&e.file) {
+            Ok(h) if h != e.sha256 => {
+                Some(format!("content hash {h}, the manifest says {}", e.sha256))
+            }
+            Ok(_) => (0..set.shards()[i].num_row_groups())
+                .find_map(|g| set.read_row_group(i, g).err())
+                .map(|err| err.to_string()),
+            Err(err) => Some(err.to_string()),
+        };
+        match problem {
+            Some(p) => {
+                shared::say!("BAD  {}: {p}", store.url_of(&e.file));
+                bad.push(e.file.clone());
+            }
+            None => shared::say!("ok   {} ({} windows)", store.url_of(&e.file), e.windows),
+        }
+    }
+    if !bad.is_empty() {
+        bail!(
+            "{url}: {} of {} shard(s) failed verification: {}",
+            bad.len(),
+            m.shards.len(),
+            bad.join(", ")
+        );
+    }
+    shared::say!("{url}: all {} shard(s) verified", m.shards.len());
     Ok(())
 }

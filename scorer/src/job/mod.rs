@@ -62,6 +62,7 @@ pub fn run(s: &Settings) -> Result<()> {
     shared::util::outdir::check_outside(&s.out, &s.corpus, "corpus")?;
     shared::util::outdir::check_writable(&s.out)?;
     let job = Job::plan(s)?; // inputs, tokenizer, model, pass 1 over the corpus
+    shared::util::location::local_output(&s.out)?;
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
     let _lock = PartLock::acquire(&s.out, s.part, s.parts)?;
     remove_stale_temps(&s.out)?;

@@ -381,8 +381,29 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads `DIR/manifest.json`, refusing other formats and versions.
+    /// Reads `DIR/manifest.json` (DIR may be a bucket URL), refusing other
+    /// formats and versions.
     pub fn load(dir: &Path) -> Result<Self> {
+        if let Some(url) = dir.to_str().filter(|s| crate::store::is_store_url(s)) {
+            let store = crate::store::Store::open(url)?;
+            let path = PathBuf::from(store.url_of(MANIFEST_FILE));
+            if store.size(MANIFEST_FILE)?.is_none() {
+                // A listing tells a missing bucket from a missing prefix.
+                let names = store.list()?;
+                let hint = if names.iter().any(|(n, _)| n == JOB_FILE) {
+                    "the job has not finished (rerun the same scorer command to complete it)"
+                } else if names.is_empty() {
+                    "nothing under this prefix (wrong URL?)"
+                } else {
+                    "not a score set"
+                };
+                return Err(Error::shard(&path, format!("missing: {hint}")));
+            }
+            let bytes = store.get(MANIFEST_FILE)?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| Error::shard(&path, "not UTF-8 text"))?;
+            return Self::parse(text, &path);
+        }
         let path = dir.join(MANIFEST_FILE);
         if !path.is_file() {
             let hint = if dir.join(JOB_FILE).is_file() {
@@ -393,14 +414,19 @@ impl Manifest {
             return Err(Error::shard(&path, format!("missing: {hint}")));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::shard(&path, format!("invalid JSON: {e}")))?;
+        Self::parse(&text, &path)
+    }
+
+    /// The manifest in `text`, read from `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::shard(path, format!("invalid JSON: {e}")))?;
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
-            return Err(Error::shard(&path, format!("not a {FORMAT_NAME} manifest")));
+            return Err(Error::shard(path, format!("not a {FORMAT_NAME} manifest")));
         }
-        check_version(&path, v.get("format_version").and_then(|f| f.as_u64()))?;
+        check_version(path, v.get("format_version").and_then(|f| f.as_u64()))?;
         serde_json::from_value(v)
-            .map_err(|e| Error::shard(&path, format!("malformed manifest: {e}")))
+            .map_err(|e| Error::shard(path, format!("malformed manifest: {e}")))
     }
 
     pub fn shard_paths(&self, dir: &Path) -> Vec<PathBuf> {

@@ -6,4 +6,5 @@ pub mod format; // the format's names and numbers: version, file names
 pub mod manifest; // job.json and manifest.json
 pub mod scoreset; // a complete set, checked and memory-mapped
 pub mod shards; // the token-row Parquet shards
+pub mod source; // a shard's bytes: a memory map, or range requests to a bucket
 pub mod tables; // vocab.parquet and documents.parquet

@@ -4,11 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::scores::format::{JOB_FILE, MANIFEST_FILE};
 use crate::scores::manifest::{Differences, Manifest};
 use crate::scores::shards::{ShardReader, Windows};
 
 pub struct ScoreSet {
+    /// The directory, or the bucket URL as a path (for messages).
     dir: PathBuf,
+    /// Where the set lives when it is in a bucket, and its side files
+    /// fetched so far.
+    bucket: Option<Bucket>,
     manifest: Manifest,
     shards: Vec<ShardReader>,
     /// Global index of each shard's first window.
@@ -41,30 +46,136 @@ pub struct Location {
     pub offset: usize,
 }
 
+/// Refuses a shard whose size is not the manifest's.
+fn check_size(path: &Path, len: u64, expected: u64) -> Result<()> {
+    if len == expected {
+        return Ok(());
+    }
+    Err(Error::shard(
+        path,
+        format!("{len} bytes, the manifest says {expected}: truncated or replaced"),
+    ))
+}
+
+fn self_dir_manifest(dir: &Path) -> PathBuf {
+    PathBuf::from(format!("{}/{MANIFEST_FILE}", dir.display()))
+}
+
+/// A set's bucket prefix and the temporary directory its side files are
+/// fetched into (removed with the set).
+struct Bucket {
+    store: crate::store::Store,
+    temp: PathBuf,
+    fetched: std::sync::Mutex<()>,
+}
+
+impl Bucket {
+    fn new(store: crate::store::Store) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = std::env::temp_dir().join(format!("rho1-set-{}-{n}", std::process::id()));
+        Bucket {
+            store,
+            temp,
+            fetched: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn fetch(&self, name: &str) -> Result<PathBuf> {
+        let _one_at_a_time = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.temp.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+        if self.store.size(name)?.is_none() {
+            // As for a directory: the caller sees a path that does not exist.
+            return Ok(path);
+        }
+        let bytes = self.store.get(name)?;
+        std::fs::create_dir_all(&self.temp).map_err(|e| Error::io(&self.temp, e))?;
+        crate::util::atomic::write_file(&path, &bytes)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.temp);
+    }
+}
+
 impl ScoreSet {
-    /// Opens every shard (maps it, parses and checks its footer against the
-    /// manifest: size, window count, job).
+    /// Opens every shard (maps it, or in a bucket fetches its footer),
+    /// parses and checks its footer against the manifest: size, window
+    /// count, job. `dir` is a directory or a bucket URL (`s3://...`).
     pub fn open(dir: &Path) -> Result<Self> {
+        if let Some(url) = dir.to_str().filter(|s| crate::store::is_store_url(s)) {
+            return Self::open_bucket(url);
+        }
         let manifest = Manifest::load(dir)?;
-        let job = manifest.job_fingerprint.clone();
-        let mut shards = Vec::with_capacity(manifest.shards.len());
-        let mut shard_start = Vec::with_capacity(manifest.shards.len());
-        let mut start = 0u64;
+        let mut readers = Vec::with_capacity(manifest.shards.len());
         for entry in &manifest.shards {
             let path = dir.join(&entry.file);
             let len = std::fs::metadata(&path)
                 .map_err(|_| Error::shard(&path, "listed in manifest.json but missing"))?
                 .len();
-            if len != entry.bytes {
-                return Err(Error::shard(
-                    &path,
-                    format!(
-                        "{len} bytes, the manifest says {}: truncated or replaced",
-                        entry.bytes
-                    ),
-                ));
-            }
-            let reader = ShardReader::open(&path)?;
+            check_size(&path, len, entry.bytes)?;
+            readers.push(ShardReader::open(&path)?);
+        }
+        Self::assemble(dir.to_path_buf(), None, manifest, readers)
+    }
+
+    /// A set under a bucket prefix: the manifest, one listing for the
+    /// shards' sizes, and each shard's footer (fetched in parallel).
+    fn open_bucket(url: &str) -> Result<Self> {
+        use rayon::prelude::*;
+        let store = crate::store::Store::open(url)?;
+        let dir = PathBuf::from(store.url());
+        let manifest_path = PathBuf::from(store.url_of(MANIFEST_FILE));
+        let sizes: std::collections::HashMap<String, u64> = store.list()?.into_iter().collect();
+        if !sizes.contains_key(MANIFEST_FILE) {
+            let hint = if sizes.contains_key(JOB_FILE) {
+                "the job has not finished (rerun the same scorer command to complete it)"
+            } else if sizes.is_empty() {
+                "nothing under this prefix (wrong URL?)"
+            } else {
+                "not a score set"
+            };
+            return Err(Error::shard(&manifest_path, format!("missing: {hint}")));
+        }
+        let text = store.get(MANIFEST_FILE)?;
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| Error::shard(&manifest_path, "not UTF-8 text"))?;
+        let manifest = Manifest::parse(text, &manifest_path)?;
+        let readers = manifest
+            .shards
+            .par_iter()
+            .map(|entry| {
+                let url = PathBuf::from(store.url_of(&entry.file));
+                let len = *sizes
+                    .get(&entry.file)
+                    .ok_or_else(|| Error::shard(&url, "listed in manifest.json but missing"))?;
+                check_size(&url, len, entry.bytes)?;
+                ShardReader::open_remote(&store, &entry.file, len)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bucket = Bucket::new(store);
+        Self::assemble(dir, Some(bucket), manifest, readers)
+    }
+
+    /// The set from its manifest and opened shards, checked against each other.
+    fn assemble(
+        dir: PathBuf,
+        bucket: Option<Bucket>,
+        manifest: Manifest,
+        readers: Vec<ShardReader>,
+    ) -> Result<Self> {
+        let job = manifest.job_fingerprint.clone();
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        let mut shard_start = Vec::with_capacity(manifest.shards.len());
+        let mut start = 0u64;
+        for (entry, reader) in manifest.shards.iter().zip(readers) {
+            let path = reader.path().to_path_buf();
             let info = reader.info();
             if info.job != job
                 || info.windows != entry.windows
@@ -98,7 +209,7 @@ impl ScoreSet {
         }
         if start != manifest.num_windows {
             return Err(Error::shard(
-                dir.join(crate::scores::format::MANIFEST_FILE),
+                self_dir_manifest(&dir),
                 format!(
                     "shards hold {start} windows, the manifest says {}",
                     manifest.num_windows
@@ -106,7 +217,8 @@ impl ScoreSet {
             ));
         }
         Ok(ScoreSet {
-            dir: dir.to_path_buf(),
+            dir,
+            bucket,
             manifest,
             shards,
             shard_start,
@@ -162,8 +274,24 @@ impl ScoreSet {
         )))
     }
 
+    /// The directory, or for a set in a bucket its URL (for messages).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the set is read from a bucket.
+    pub fn is_remote(&self) -> bool {
+        self.bucket.is_some()
+    }
+
+    /// A local path to the set's side file `name` (tokenizer.json,
+    /// documents.parquet, ...): in its directory, or fetched once from the
+    /// bucket into a temporary directory that lives as long as the set.
+    pub fn side_file(&self, name: &str) -> Result<PathBuf> {
+        match &self.bucket {
+            None => Ok(self.dir.join(name)),
+            Some(b) => b.fetch(name),
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -207,7 +335,12 @@ impl ScoreSet {
     /// was written: a flipped byte or a rewrite by another tool, which a
     /// size check and a readable footer do not show, is named. Shards are
     /// hashed in parallel; `hashed(bytes)` is called as each one is done.
+    /// A set read from a bucket by range requests is not hashed here (that
+    /// would download it whole): its sizes and footers were checked on open.
     pub fn check_hashes(&self, hashed: impl Fn(u64) + Sync) -> Result<()> {
+        if self.is_remote() {
+            return Ok(());
+        }
         use rayon::prelude::*;
         let results: Vec<Result<()>> = self
             .manifest

@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::scores::format::{FORMAT_VERSION, READABLE_VERSIONS, SHARD_META_KEY};
+use crate::scores::source::Source;
+use crate::store::Store;
 use crate::text::pack::Window;
 
 /// Refuses a format version this build cannot read (`what` names the file).
@@ -379,54 +381,36 @@ impl Windows {
     }
 }
 
-/// A memory-mapped shard: the footer is parsed once, row groups are decoded
-/// on demand.
+/// A shard, memory-mapped or in a bucket: the footer is parsed once, row
+/// groups are decoded on demand (a remote one fetched by one range request).
 pub struct ShardReader {
     path: PathBuf,
-    bytes: bytes::Bytes,
-    map: Arc<memmap2::Mmap>,
+    source: Source,
     meta: ArrowReaderMetadata,
     info: ShardInfo,
 }
 
-/// Maps `path` read-only.
-///
-/// # Safety
-/// The map is only sound while no one truncates or rewrites the file. Score
-/// shards are immutable by contract: they are written under a temporary name
-/// and renamed, never modified in place; a replaced shard keeps the old inode
-/// alive for this map.
-fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len == 0 {
-        return Err(Error::shard(path, "empty file (truncated shard?)"));
-    }
-    // SAFETY: see the function's documentation.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    Ok(Arc::new(map))
-}
-
-/// The map as the bytes the Parquet reader takes.
-struct SharedMap(Arc<memmap2::Mmap>);
-
-impl AsRef<[u8]> for SharedMap {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 impl ShardReader {
+    /// A local shard file, memory-mapped.
     pub fn open(path: &Path) -> Result<Self> {
-        let map = map_file(path)?;
-        let bytes = bytes::Bytes::from_owner(SharedMap(map.clone()));
-        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| {
+        Self::from_source(path, Source::map(path)?)
+    }
+
+    /// Object `name` of `len` bytes in `store` (messages name its URL).
+    pub fn open_remote(store: &Store, name: &str, len: u64) -> Result<Self> {
+        let url = PathBuf::from(store.url_of(name));
+        Self::from_source(&url, Source::remote(store, name, len)?)
+    }
+
+    fn from_source(path: &Path, source: Source) -> Result<Self> {
+        let footer = source.footer()?;
+        let meta = ArrowReaderMetadata::load(&footer, ArrowReaderOptions::new()).map_err(|e| {
             Error::shard(
                 path,
                 format!("not a readable Parquet shard (truncated or corrupt?): {e}"),
             )
         })?;
-        crate::util::parquet::check_chunk_ranges(meta.metadata(), bytes.len() as u64)
+        crate::util::parquet::check_chunk_ranges(meta.metadata(), source.len())
             .map_err(|e| Error::shard(path, format!("corrupt footer: {e}")))?;
         // The schema first: a file that is not a token shard says so.
         let dtype = [LossDtype::F32, LossDtype::F16]
@@ -498,8 +482,7 @@ impl ShardReader {
         }
         Ok(ShardReader {
             path: path.to_path_buf(),
-            bytes,
-            map,
+            source,
             meta,
             info,
         })
@@ -522,9 +505,14 @@ impl ShardReader {
     /// Reading a set once then costs memory for the row groups being read,
     /// not for every page of the set touched so far.
     pub fn release_row_group(&self, g: usize) {
-        let Some(rg) = self.meta.metadata().row_groups().get(g) else {
-            return;
-        };
+        if let Some(r) = self.row_group_bytes(g) {
+            self.source.release(r);
+        }
+    }
+
+    /// The byte range of row group `g`'s column chunks (they are contiguous).
+    fn row_group_bytes(&self, g: usize) -> Option<std::ops::Range<u64>> {
+        let rg = self.meta.metadata().row_groups().get(g)?;
         let (mut start, mut end) = (u64::MAX, 0u64);
         for col in rg.columns() {
             let s = col
@@ -534,23 +522,7 @@ impl ShardReader {
             start = start.min(s);
             end = end.max(s + col.compressed_size().max(0) as u64);
         }
-        let page = 4096u64;
-        // Inward to whole pages: a neighbouring row group's pages stay.
-        let (start, end) = (
-            start.div_ceil(page) * page,
-            (end / page * page).min(self.map.len() as u64),
-        );
-        if start < end {
-            // SAFETY: a read-only file mapping: dropped pages are read back
-            // from the (immutable, see `map_file`) file on the next access.
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start as usize,
-                    (end - start) as usize,
-                )
-            };
-        }
+        (start < end).then_some(start..end)
     }
 
     /// Decodes row group `g` and checks it: positions in order, whole
@@ -562,14 +534,15 @@ impl ShardReader {
         if g >= self.num_row_groups() {
             return Err(Error::shard(&self.path, format!("no row group {g}")));
         }
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            self.bytes.clone(),
-            self.meta.clone(),
-        )
-        .with_row_groups(vec![g])
-        .with_batch_size(1 << 20)
-        .build()
-        .map_err(|e| Error::shard(&self.path, format!("row group {g}: {e}")))?;
+        let span = match self.row_group_bytes(g) {
+            Some(r) => self.source.range(r)?,
+            None => self.source.range(0..0)?,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(span, self.meta.clone())
+            .with_row_groups(vec![g])
+            .with_batch_size(1 << 20)
+            .build()
+            .map_err(|e| Error::shard(&self.path, format!("row group {g}: {e}")))?;
         let seq_len = self.info.seq_len;
         let rows = self.meta.metadata().row_group(g).num_rows().max(0) as usize;
         let mut out = Windows {

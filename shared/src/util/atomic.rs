@@ -31,6 +31,7 @@ pub fn is_temp_name(name: &str) -> bool {
 
 /// Creates `path` atomically with whatever `write` puts into the file.
 pub fn write_with<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
+    crate::util::location::local_output(path)?;
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -62,6 +63,7 @@ pub fn write_plain(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Creates directory `dir` atomically: `fill` writes into a temporary
 /// directory that replaces `dir` only when complete.
 pub fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    crate::util::location::local_output(dir)?;
     let tmp = temp_path(dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;

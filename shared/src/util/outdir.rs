@@ -47,6 +47,7 @@ pub fn check_ours(dir: &Path, markers: &[&str], what: &str) -> Result<()> {
 /// nearest existing directory on its path is probed with a file created and
 /// removed at once, before any work starts.
 pub fn check_writable(dir: &Path) -> Result<()> {
+    crate::util::location::local_output(dir)?;
     let mut at = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     while !at.exists() {
         match at.parent() {

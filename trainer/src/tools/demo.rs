@@ -420,6 +420,7 @@ fn report(a: &DemoArgs, reference: &Path, clm: &Path, slm: &Path) -> Result<(Str
 pub fn run(a: &DemoArgs, threads: Option<usize>) -> Result<()> {
     let started = std::time::Instant::now();
     let w = &a.work;
+    shared::util::location::local_output(w)?;
     std::fs::create_dir_all(w)?;
     let clean = a.data_dir.join("clean_train.jsonl.zst");
     let heldout_src = a.data_dir.join("clean_heldout.jsonl.zst");

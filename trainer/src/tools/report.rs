@@ -153,6 +153,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             ),
         ]),
     ];
+    shared::util::location::local_output(&a.out)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (i, p) in plots.iter().enumerate() {
         shared::util::atomic::write_file(

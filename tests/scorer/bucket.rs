@@ -1,0 +1,129 @@
+//! Score sets in a bucket (a real S3-protocol server, moto, on 127.0.0.1):
+//! `scorer sync` both ways, `info` and `verify` on a URL, and the errors
+//! for a missing bucket, a missing prefix, a damaged object and an
+//! unsupported scheme.
+
+use super::*;
+use util::s3::S3Server;
+
+/// Directory -> bucket -> directory gives the same files; a second sync
+/// copies nothing; `verify` and `info` read the bucket.
+#[test]
+fn sync_round_trip_is_byte_identical_and_resumable() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("rho1-sets");
+    let set = fixture("scoreset-v1");
+    let url = "s3://rho1-sets/runs/v1";
+    let up = s3.run_ok(SCORER, &["sync", s(&set), url]);
+    let said = String::from_utf8_lossy(&up.stderr);
+    assert!(said.contains("9 file(s) of 9 to upload"), "{said}");
+    let again = s3.run_ok(SCORER, &["sync", s(&set), url]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("already holds this set"), "{said}");
+
+    let verified = s3.run_ok(SCORER, &["verify", url]);
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(said.contains("all 5 shard(s) verified"), "{said}");
+    let info = s3.run_ok(SCORER, &["info", url]);
+    let m: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(m["windows"], 273, "{m}");
+
+    let dir = scratch("bucket_round_trip");
+    let back = dir.join("v1");
+    s3.run_ok(SCORER, &["sync", url, s(&back)]);
+    assert_same_files(&set, &back);
+    // Resumable: a shard lost locally is fetched again, the rest kept.
+    std::fs::remove_file(back.join("part-00002.parquet")).unwrap();
+    std::fs::remove_file(back.join("manifest.json")).unwrap();
+    let resumed = s3.run_ok(SCORER, &["sync", url, s(&back)]);
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(said.contains("1 file(s) of 9 to download"), "{said}");
+    assert_same_files(&set, &back);
+}
+
+/// A missing bucket, a missing prefix and another scheme are each named.
+#[test]
+fn missing_bucket_prefix_and_unsupported_scheme_are_named() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("rho1-there");
+    let cases = [
+        (
+            "s3://rho1-absent/set",
+            "s3://rho1-absent/set: the bucket does not exist",
+        ),
+        (
+            "s3://rho1-there/nothing",
+            "s3://rho1-there/nothing/manifest.json: missing: nothing under this prefix",
+        ),
+        (
+            "https://example.org/set",
+            "https:// URLs are not supported here",
+        ),
+    ];
+    for (url, want) in cases {
+        for args in [vec!["info", url], vec!["verify", url]] {
+            let out = s3.run(SCORER, &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} succeeded");
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert!(!err.contains("rho1-test-secret-value"), "{err}");
+        }
+    }
+}
+
+/// A shard changed in the bucket after it was written is refused by
+/// `verify` and by a sync down, naming the object; nothing is kept.
+#[test]
+fn a_damaged_object_is_named_and_not_kept() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("rho1-damaged");
+    let dir = scratch("bucket_damaged");
+    let set = dir.join("set");
+    copy_dir(&fixture("scoreset-v1"), &set);
+    let url = "s3://rho1-damaged/set";
+    s3.run_ok(SCORER, &["sync", s(&set), url]);
+    // Replace one object with a damaged copy of the same size.
+    let damaged = dir.join("damaged");
+    copy_dir(&set, &damaged);
+    flip_a_byte(&damaged.join("part-00001.parquet"));
+    let one = dir.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::copy(
+        damaged.join("part-00001.parquet"),
+        one.join("part-00001.parquet"),
+    )
+    .unwrap();
+    s3.put_object(
+        "rho1-damaged",
+        "set/part-00001.parquet",
+        &one.join("part-00001.parquet"),
+    );
+
+    let out = s3.run(SCORER, &["verify", url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("BAD  s3://rho1-damaged/set/part-00001.parquet"),
+        "{err}"
+    );
+    let back = dir.join("back");
+    let out = s3.run(SCORER, &["sync", url, s(&back)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("s3://rho1-damaged/set/part-00001.parquet: its SHA-256 is"),
+        "{err}"
+    );
+    assert!(!back.join("part-00001.parquet").exists());
+    assert!(!back.join("manifest.json").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
