@@ -215,6 +215,8 @@ pub struct RunSettings {
     pub checkpoint_every: u64,
     pub resume: bool,
     pub device: DeviceSpec,
+    pub cache: Option<PathBuf>,
+    pub cache_gb: f64,
 }
 
 impl Default for RunSettings {
@@ -230,6 +232,8 @@ impl Default for RunSettings {
             checkpoint_every: 1000,
             resume: false,
             device: DeviceSpec::Cpu,
+            cache: None,
+            cache_gb: 50.0,
         }
     }
 }
@@ -420,6 +424,15 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_data: Option<PathBuf>,
+    /// For score sets in a bucket: keep their shards, fetched whole
+    /// (SHA-256 checked), in this directory for the next epoch or run.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<PathBuf>,
+    /// The most --cache may hold, in GB (least recently used shards go first).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_gb: Option<f64>,
     /// Evaluate every N steps (0: only at the end).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -566,7 +579,12 @@ impl Settings {
         }
         // Paths from a config file, checked as on the command line: score
         // sets may be in a bucket, the rest is local.
-        for p in [&r.out].into_iter().chain(&m.init).chain(&m.config_file) {
+        for p in [&r.out]
+            .into_iter()
+            .chain(&m.init)
+            .chain(&m.config_file)
+            .chain(&r.cache)
+        {
             shared::util::location::check_local(p)?;
         }
         for p in d.sets.iter().chain(&r.eval_data) {

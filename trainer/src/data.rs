@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use shared::scores::scoreset::ScoreSet;
 use shared::select::noise::{predicted, span_means, Histogram};
+use shared::store::cache::Cache;
 use shared::util::progress::Progress;
 
 use crate::order::{EpochOrder, Group};
@@ -46,17 +47,24 @@ impl TrainData {
     /// Opens the sets and checks that they agree (seq_len, tokenizer); one
     /// thread decodes ahead.
     pub fn open(dirs: &[PathBuf], seed: u64) -> Result<Self> {
-        Self::open_with(dirs, seed, 1)
+        Self::open_with(dirs, seed, 1, None)
     }
 
-    /// [`Self::open`] with `read_threads` decoding threads.
-    pub fn open_with(dirs: &[PathBuf], seed: u64, read_threads: usize) -> Result<Self> {
+    /// [`Self::open`] with `read_threads` decoding threads (for a set in a
+    /// bucket: range requests in flight), and shards of sets in a bucket
+    /// fetched whole into `cache` when one is given.
+    pub fn open_with(
+        dirs: &[PathBuf],
+        seed: u64,
+        read_threads: usize,
+        cache: Option<Arc<Cache>>,
+    ) -> Result<Self> {
         if dirs.is_empty() {
             bail!("no training data: give --data DIR (a score set written by `scorer pack` or `scorer score`)");
         }
         let mut sets: Vec<ScoreSet> = Vec::new();
         for d in dirs {
-            let set = ScoreSet::open(d)?;
+            let set = ScoreSet::open_cached(d, cache.clone())?;
             if let Some(first) = sets.first() {
                 first.check_mixable(&set)?;
             }

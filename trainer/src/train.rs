@@ -234,13 +234,21 @@ struct Checked {
 
 /// Opens the data and the model and checks that they belong together.
 fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
-    let data = TrainData::open(&s.data.sets, Rng::derive(s.data.seed, "data").next_u64())?;
+    let cache = match &s.run.cache {
+        Some(dir) => Some(std::sync::Arc::new(shared::store::cache::Cache::open(
+            dir,
+            (s.run.cache_gb * 1e9) as u64,
+        )?)),
+        None => None,
+    };
+    let seed = Rng::derive(s.data.seed, "data").next_u64();
+    let data = TrainData::open_with(&s.data.sets, seed, 1, cache.clone())?;
     let first = &data.sets()[0];
     let tokenizer_json = tokenizer_of(first)?;
     let tok_info = first.manifest().job.tokenizer.clone();
     let eval_set = match &s.run.eval_data {
         Some(d) => {
-            let e = ScoreSet::open(d)?;
+            let e = ScoreSet::open_cached(d, cache.clone())?;
             first.check_mixable(&e)?;
             Some(e)
         }

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use std::sync::Arc;
+
 use crate::scores::format::{JOB_FILE, MANIFEST_FILE};
 use crate::scores::manifest::{Differences, Manifest};
 use crate::scores::shards::{ShardReader, Windows};
+use crate::store::cache::Cache;
 
 pub struct ScoreSet {
     /// The directory, or the bucket URL as a path (for messages).
@@ -109,8 +112,15 @@ impl ScoreSet {
     /// parses and checks its footer against the manifest: size, window
     /// count, job. `dir` is a directory or a bucket URL (`s3://...`).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_cached(dir, None)
+    }
+
+    /// [`Self::open`]; a set in a bucket with a `cache` has its shards
+    /// fetched whole into it (SHA-256 checked) as their rows are first read,
+    /// and read from the local copy after, in this run and the next.
+    pub fn open_cached(dir: &Path, cache: Option<Arc<Cache>>) -> Result<Self> {
         if let Some(url) = dir.to_str().filter(|s| crate::store::is_store_url(s)) {
-            return Self::open_bucket(url);
+            return Self::open_bucket(url, cache);
         }
         let manifest = Manifest::load(dir)?;
         let mut readers = Vec::with_capacity(manifest.shards.len());
@@ -127,7 +137,7 @@ impl ScoreSet {
 
     /// A set under a bucket prefix: the manifest, one listing for the
     /// shards' sizes, and each shard's footer (fetched in parallel).
-    fn open_bucket(url: &str) -> Result<Self> {
+    fn open_bucket(url: &str, cache: Option<Arc<Cache>>) -> Result<Self> {
         use rayon::prelude::*;
         let store = crate::store::Store::open(url)?;
         let dir = PathBuf::from(store.url());
@@ -156,7 +166,8 @@ impl ScoreSet {
                     .get(&entry.file)
                     .ok_or_else(|| Error::shard(&url, "listed in manifest.json but missing"))?;
                 check_size(&url, len, entry.bytes)?;
-                ShardReader::open_remote(&store, &entry.file, len)
+                let cached = cache.clone().map(|c| (c, entry.sha256.clone()));
+                ShardReader::open_remote(&store, &entry.file, len, cached)
             })
             .collect::<Result<Vec<_>>>()?;
         let bucket = Bucket::new(store);

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::scores::format::{FORMAT_VERSION, READABLE_VERSIONS, SHARD_META_KEY};
 use crate::scores::source::Source;
+use crate::store::cache::Cache;
 use crate::store::Store;
 use crate::text::pack::Window;
 
@@ -396,10 +397,17 @@ impl ShardReader {
         Self::from_source(path, Source::map(path)?)
     }
 
-    /// Object `name` of `len` bytes in `store` (messages name its URL).
-    pub fn open_remote(store: &Store, name: &str, len: u64) -> Result<Self> {
+    /// Object `name` of `len` bytes in `store` (messages name its URL),
+    /// read by ranges, or with `cache` (the cache and the object's SHA-256)
+    /// fetched whole into the cache at the first read of its rows.
+    pub fn open_remote(
+        store: &Store,
+        name: &str,
+        len: u64,
+        cache: Option<(Arc<Cache>, String)>,
+    ) -> Result<Self> {
         let url = PathBuf::from(store.url_of(name));
-        Self::from_source(&url, Source::remote(store, name, len)?)
+        Self::from_source(&url, Source::remote(store, name, len, cache)?)
     }
 
     fn from_source(path: &Path, source: Source) -> Result<Self> {

@@ -5,12 +5,13 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Buf, Bytes};
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::error::{Error, Result};
+use crate::store::cache::Cache;
 use crate::store::Store;
 
 /// Bytes `[start, start + bytes.len())` of a file of `file_len` bytes.
@@ -74,6 +75,10 @@ pub enum Source {
         store: Store,
         name: String,
         len: u64,
+        /// With a cache: the object is fetched whole (SHA-256 checked) on
+        /// the first read of its data and mapped from the cache after.
+        cache: Option<(Arc<Cache>, String)>,
+        local: OnceLock<Box<Source>>,
     },
 }
 
@@ -97,8 +102,14 @@ impl Source {
         Ok(Source::Mapped { map, bytes })
     }
 
-    /// Object `name` of `len` bytes in `store`, read by range requests.
-    pub fn remote(store: &Store, name: &str, len: u64) -> Result<Self> {
+    /// Object `name` of `len` bytes in `store`, read by range requests, or
+    /// with `cache` (the cache and the object's SHA-256) fetched whole into it.
+    pub fn remote(
+        store: &Store,
+        name: &str,
+        len: u64,
+        cache: Option<(Arc<Cache>, String)>,
+    ) -> Result<Self> {
         if len < 8 {
             return Err(Error::Store {
                 url: store.url_of(name),
@@ -109,6 +120,8 @@ impl Source {
             store: store.clone(),
             name: name.to_string(),
             len,
+            cache,
+            local: OnceLock::new(),
         })
     }
 
@@ -128,7 +141,9 @@ impl Source {
     pub fn footer(&self) -> Result<Span> {
         let (store, name, len) = match self {
             Source::Mapped { .. } => return self.range(0..self.len()),
-            Source::Remote { store, name, len } => (store, name, *len),
+            Source::Remote {
+                store, name, len, ..
+            } => (store, name, *len),
         };
         let tail = store.get_range(name, len - 8..len)?;
         let meta_len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
@@ -136,7 +151,11 @@ impl Source {
             url: store.url_of(name),
             reason: format!("its footer claims {meta_len} bytes, more than the object holds"),
         })?;
-        self.range(start..len)
+        Ok(Span {
+            start,
+            bytes: store.get_range(name, start..len)?,
+            file_len: len,
+        })
     }
 
     /// Bytes `r` of the file (locally: the whole map, which costs nothing).
@@ -147,12 +166,27 @@ impl Source {
                 bytes: bytes.clone(),
                 file_len: bytes.len() as u64,
             }),
+            Source::Remote {
+                cache: Some((cache, sha256)),
+                local,
+                store,
+                name,
+                len,
+            } => {
+                if local.get().is_none() {
+                    let path = cache.get(store, name, *len, sha256)?;
+                    let _ = local.set(Box::new(Source::map(&path)?));
+                }
+                local.get().expect("set above").range(r)
+            }
             Source::Remote { len, .. } if r.is_empty() => Ok(Span {
                 start: r.start,
                 bytes: Bytes::new(),
                 file_len: *len,
             }),
-            Source::Remote { store, name, len } => Ok(Span {
+            Source::Remote {
+                store, name, len, ..
+            } => Ok(Span {
                 start: r.start,
                 bytes: store.get_range(name, r)?,
                 file_len: *len,
@@ -163,8 +197,14 @@ impl Source {
     /// Lets the kernel drop the mapped pages of bytes `r` from this process
     /// (they stay in the page cache); nothing for a remote object.
     pub fn release(&self, r: Range<u64>) {
-        let Source::Mapped { map, .. } = self else {
-            return;
+        let map = match self {
+            Source::Mapped { map, .. } => map,
+            Source::Remote { local, .. } => {
+                if let Some(l) = local.get() {
+                    l.release(r);
+                }
+                return;
+            }
         };
         let page = 4096u64;
         // Inward to whole pages: a neighbouring row group's pages stay.

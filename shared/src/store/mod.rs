@@ -8,6 +8,7 @@
 //! (`RHO1_STORE_RETRIES`, default 5, within `RHO1_STORE_RETRY_SECS`,
 //! default 60) and then fail naming the object.
 
+pub mod cache;
 mod redact;
 pub mod runtime;
 
