@@ -69,6 +69,26 @@ fn missing_bucket_prefix_and_unsupported_scheme_are_named() {
             assert!(!err.contains("rho1-test-secret-value"), "{err}");
         }
     }
+    // Writing into a missing bucket is refused before any work.
+    let out = s3.run(
+        SCORER,
+        &[
+            "pack",
+            "--tokenizer",
+            s(&fixture("scoreset-v1/tokenizer.json")),
+            "--corpus",
+            s(&fixture("scoreset-v1-corpus.jsonl")),
+            "--out",
+            "s3://rho1-absent/set",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("s3://rho1-absent/set: the bucket does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("tokenizing"), "{err}");
 }
 
 /// A shard changed in the bucket after it was written is refused by
@@ -126,4 +146,107 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
         }
     }
+}
+
+/// `scorer score --out s3://...` as an array job of two parts gives the set
+/// one process writes into a directory, byte for byte (every file, the
+/// manifest and the shards' hashes included); a rerun scores nothing.
+#[test]
+fn scoring_into_a_bucket_equals_scoring_into_a_directory() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("rho1-scored");
+    let dir = scratch("bucket_scoring");
+    let tok = tokenizer(&dir);
+    let (model, corpus) = (fixture("llama-mha"), data("clean_train.jsonl.zst"));
+    let local = dir.join("local");
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &local));
+    let url = Path::new("s3://rho1-scored/sets/web");
+    for part in ["0", "1"] {
+        let mut args = score_args(&model, &tok, &corpus, url);
+        args.extend(["--shard-index", part, "--num-shards", "2"]);
+        s3.run_ok(SCORER, &args);
+    }
+    let again = s3.run_ok(SCORER, &score_args(&model, &tok, &corpus, url));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains(" done, 0 to score"), "{said}");
+    let back = dir.join("back");
+    s3.run_ok(SCORER, &["sync", "s3://rho1-scored/sets/web", s(&back)]);
+    assert_same_files(&local, &back);
+}
+
+/// A scorer killed between two parts of a multipart upload leaves no
+/// object for that shard (nor its entry); the rerun completes the set.
+#[test]
+fn a_scorer_killed_mid_upload_leaves_no_visible_part_and_the_rerun_completes() {
+    // Small parts on both sides, so that a shard is a multipart upload.
+    let Some(s3) = S3Server::start_with(&[("S3_UPLOAD_PART_MIN_SIZE", "1")]) else {
+        return;
+    };
+    s3.create_bucket("rho1-killed");
+    let dir = scratch("bucket_killed_upload");
+    let tok = tokenizer(&dir);
+    let (model, corpus) = (fixture("llama-mha"), data("clean_train.jsonl.zst"));
+    let local = dir.join("local");
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &local));
+    let url = Path::new("s3://rho1-killed/set");
+    let args = score_args(&model, &tok, &corpus, url);
+    let killed = Command::new(SCORER)
+        .args(&args)
+        .envs(s3.env())
+        .env("RHO1_STORE_PART_BYTES", "4096")
+        .env("RHO1_KILL_AT", "upload-part:part-00003.parquet#2")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&killed.stderr);
+    assert!(!killed.status.success(), "{said}");
+    assert!(
+        said.contains("fault injection: SIGKILL at upload-part:part-00003.parquet"),
+        "{said}"
+    );
+    let keys = s3.list("rho1-killed");
+    assert!(
+        keys.contains(&"set/part-00002.parquet".to_string()),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.contains("part-00003")), "{keys:?}");
+    assert!(!keys.contains(&"set/manifest.json".to_string()), "{keys:?}");
+
+    let rerun = Command::new(SCORER)
+        .args(&args)
+        .envs(s3.env())
+        .env("RHO1_STORE_PART_BYTES", "4096")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{said}");
+    // Shard 3 was whole in the staging directory: uploaded, not scored again.
+    assert!(said.contains(" 4 done, "), "{said}");
+    let back = dir.join("back");
+    s3.run_ok(SCORER, &["sync", "s3://rho1-killed/set", s(&back)]);
+    assert_same_files(&local, &back);
+}
+
+/// Credentials the store refuses: the URL is named, the keys are not (moto
+/// checks every request's keys against its IAM, where ours do not exist).
+#[test]
+fn wrong_credentials_are_named_by_url_without_the_keys() {
+    let Some(s3) = S3Server::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]) else {
+        return;
+    };
+    for args in [
+        vec!["info", "s3://rho1-auth/set"],
+        vec!["sync", "s3://rho1-auth/set", "/tmp/never-synced"],
+    ] {
+        let out = s3.run(SCORER, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("s3://rho1-auth/set"), "{err}");
+        assert!(
+            err.contains("access denied: the credentials from the environment"),
+            "{err}"
+        );
+        assert!(!err.contains("rho1-test-secret-value"), "{err}");
+        assert!(!err.contains("rho1-test-key"), "{err}");
+    }
+    assert!(!Path::new("/tmp/never-synced").exists());
 }

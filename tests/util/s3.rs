@@ -50,6 +50,11 @@ fn request(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
 impl S3Server {
     /// A fresh server, or None (the reason printed) where moto is not installed.
     pub fn start() -> Option<S3Server> {
+        Self::start_with(&[])
+    }
+
+    /// [`Self::start`] with settings for moto in its environment.
+    pub fn start_with(env: &[(&str, &str)]) -> Option<S3Server> {
         let Some(bin) = binary() else {
             assert!(
                 std::env::var("CI").is_err(),
@@ -67,6 +72,7 @@ impl S3Server {
             .port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -104,6 +110,24 @@ impl S3Server {
             // Failures in these tests are wanted quickly.
             ("RHO1_STORE_RETRIES".into(), "2".into()),
         ]
+    }
+
+    /// The objects of `bucket`, by key.
+    pub fn list(&self, bucket: &str) -> Vec<String> {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            c,
+            "GET /{bucket}?list-type=2 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Runs `bin` with this server's environment.

@@ -282,6 +282,7 @@ pub fn run(a: &AlignArgs) -> Result<()> {
         device: candle_core::Device::Cpu,
         dtype: candle_core::DType::F32,
         loss_dtype: job.loss_dtype, // the aligned set stores ref_loss as the source does
+        stage: None,
     })
     .context("packing the corpus with the target tokenizer")?;
     let result = align_onto(&src, &ref_tok, &pack_dir, a);

@@ -85,9 +85,15 @@ pub struct CommonArgs {
     /// Tokens per window.
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
-    /// Output directory of the score set.
+    /// Output directory of the score set, or a bucket URL (s3://, gs://,
+    /// az://): shards are uploaded one by one as they are written.
     #[arg(long)]
     out: PathBuf,
+    /// With --out in a bucket: the local directory shards are written in
+    /// before their upload [default: one under the system's temporary
+    /// directory, named by the URL].
+    #[arg(long)]
+    stage: Option<PathBuf>,
     /// Token rows per shard file (rounded down to whole windows).
     #[arg(long, default_value_t = 1 << 20)]
     shard_tokens: usize,
@@ -164,6 +170,7 @@ impl CommonArgs {
             device,
             dtype: candle_core::DType::F32,
             loss_dtype: Default::default(),
+            stage: self.stage.clone(),
         })
     }
 }

@@ -8,6 +8,7 @@
 //! that finds every shard present writes `manifest.json`.
 
 pub mod args; // the command lines of `pack` and `score`
+pub mod remote; // --out in a bucket: stage, upload shard by shard, manifest by conditional put
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,14 +26,16 @@ use shared::scores::format::{
 use shared::scores::manifest::{
     load_job, InputFile, JobSpec, LossSummary, Manifest, ModelInfo, ShardEntry, TokenizerInfo,
 };
-use shared::scores::shards::{write_shard, LossDtype, LossStats, Rounding, ShardReader};
+use shared::scores::shards::{write_shard, LossDtype, LossStats, Rounding, ShardInfo, ShardReader};
 use shared::text::corpus::{expand_inputs, Corpus};
 use shared::text::pack::{DocInfo, Pipeline, Window};
 use shared::text::tokenizer::Tokenizer;
 use shared::util::progress::Progress;
 
 use crate::part::{remove_stale_temps, PartLock};
+use remote::RemoteOut;
 
+#[derive(Clone)]
 pub struct Settings {
     pub corpus: Vec<PathBuf>,
     pub tokenizer: PathBuf,
@@ -51,17 +54,46 @@ pub struct Settings {
     pub dtype: candle_core::DType,
     /// How ref_loss is stored.
     pub loss_dtype: LossDtype,
+    /// With `out` in a bucket: the local staging directory.
+    pub stage: Option<PathBuf>,
 }
 
-/// Runs the job `s` describes (or this part of it).
+/// Runs the job `s` describes (or this part of it); with `--out` in a
+/// bucket, in a local staging directory whose shards go up one by one.
 pub fn run(s: &Settings) -> Result<()> {
+    match RemoteOut::of(&s.out, s.stage.as_deref())? {
+        None => run_in(s, None),
+        Some(remote) => {
+            // A missing bucket or refused credentials: said before any work.
+            remote.store.list()?;
+            shared::say!(
+                "writing {} through the staging directory {}",
+                remote.store.url(),
+                remote.stage.display()
+            );
+            let staged = Settings {
+                out: remote.stage.clone(),
+                ..s.clone()
+            };
+            run_in(&staged, Some(&remote))?;
+            if remote.store.size(MANIFEST_FILE)?.is_some() {
+                // The set is complete in the bucket: the staging copy of its
+                // side tables has served.
+                let _ = std::fs::remove_dir_all(&remote.stage);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_in(s: &Settings, remote: Option<&RemoteOut>) -> Result<()> {
     let started = Instant::now();
     // Our own directory (a rerun, another part of the job) or a new one.
     let ours = [JOB_FILE, MANIFEST_FILE, ".lock-part-", ".job.json.tmp-"];
     shared::util::outdir::check_ours(&s.out, &ours, "a score set")?;
     shared::util::outdir::check_outside(&s.out, &s.corpus, "corpus")?;
     shared::util::outdir::check_writable(&s.out)?;
-    let job = Job::plan(s)?; // inputs, tokenizer, model, pass 1 over the corpus
+    let job = Job::plan(s, remote)?; // inputs, tokenizer, model, pass 1 over the corpus
     shared::util::location::local_output(&s.out)?;
     std::fs::create_dir_all(&s.out).with_context(|| format!("creating {}", s.out.display()))?;
     let _lock = PartLock::acquire(&s.out, s.part, s.parts)?;
@@ -73,9 +105,12 @@ pub fn run(s: &Settings) -> Result<()> {
         return Ok(()); // stopped by a signal after a whole shard
     }
     job.write_side_tables()?;
-    let missing = (0..job.num_shards())
-        .filter(|&sh| !s.out.join(shard_file_name(sh)).exists())
-        .count();
+    let missing = match remote {
+        Some(r) => job.num_shards() - r.done()?.len().min(job.num_shards()),
+        None => (0..job.num_shards())
+            .filter(|&sh| !s.out.join(shard_file_name(sh)).exists())
+            .count(),
+    };
     if missing > 0 {
         shared::say!(
             "part {}/{} done in {:.1}s; {missing} shard(s) of other parts still missing: the last part to finish writes {MANIFEST_FILE}",
@@ -86,9 +121,12 @@ pub fn run(s: &Settings) -> Result<()> {
         return Ok(());
     }
     let manifest = job.finalize()?;
+    let written = match remote {
+        Some(r) => r.store.url().to_string(),
+        None => s.out.display().to_string(),
+    };
     shared::say!(
-        "wrote {} ({} windows, {} tokens, {} shard(s)) in {:.1}s",
-        s.out.display(),
+        "wrote {written} ({} windows, {} tokens, {} shard(s)) in {:.1}s",
         manifest.num_windows,
         manifest.num_tokens,
         manifest.shards.len(),
@@ -119,6 +157,7 @@ struct Packed {
 /// A planned job: its inputs, checked, and its identity.
 struct Job<'a> {
     s: &'a Settings,
+    remote: Option<&'a RemoteOut>,
     files: Vec<PathBuf>,
     tokenizer: Tokenizer,
     model: Option<Llama>,
@@ -131,7 +170,7 @@ impl<'a> Job<'a> {
     /// Loads the tokenizer and model, describes the inputs, and packs the
     /// whole corpus once to learn the window count: cheap next to scoring,
     /// it makes the ETA exact, and a bad record fails here.
-    fn plan(s: &'a Settings) -> Result<Self> {
+    fn plan(s: &'a Settings, remote: Option<&'a RemoteOut>) -> Result<Self> {
         let inputs = expand_inputs(&s.corpus)?;
         shared::say!("{}", inputs.describe());
         let files = inputs.files;
@@ -164,6 +203,7 @@ impl<'a> Job<'a> {
         let packed = count_windows(s, &files, &tokenizer)?;
         Ok(Job {
             s,
+            remote,
             files,
             tokenizer,
             model,
@@ -203,6 +243,9 @@ impl<'a> Job<'a> {
                 shared::util::atomic::write_file(&s.out.join(JOB_FILE), json.as_bytes())?;
             }
         }
+        if let Some(r) = self.remote {
+            r.claim(&self.spec)?;
+        }
         Ok(())
     }
 
@@ -213,9 +256,16 @@ impl<'a> Job<'a> {
         let mine: Vec<usize> = (0..self.num_shards())
             .filter(|sh| sh % s.parts == s.part)
             .collect();
+        let uploaded = match self.remote {
+            Some(r) => r.done()?,
+            None => Default::default(),
+        };
         let mut pending = Vec::new();
         for &sh in &mine {
             let path = s.out.join(shard_file_name(sh));
+            if uploaded.contains_key(&shard_file_name(sh)) {
+                continue;
+            }
             if !path.exists() {
                 pending.push(sh);
                 continue;
@@ -231,6 +281,9 @@ impl<'a> Job<'a> {
                     "{} was written by another job; delete it and rerun",
                     path.display()
                 );
+            }
+            if let Some(r) = self.remote {
+                r.upload_shard(&path, reader.info())?; // written, killed before its upload
             }
         }
         shared::say!(
@@ -333,6 +386,9 @@ impl<'a> Job<'a> {
             windows,
             losses.as_deref(),
         )?;
+        if let Some(r) = self.remote {
+            r.upload_shard(&path, ShardReader::open(&path)?.info())?;
+        }
         Ok(())
     }
 
@@ -357,34 +413,67 @@ impl<'a> Job<'a> {
         if !docs.exists() {
             shared::scores::tables::write_documents(&docs, &self.packed.docs, &self.files)?;
         }
+        if let Some(r) = self.remote {
+            r.upload_side(&[
+                VOCAB_FILE,
+                shared::model::checkpoint::TOKENIZER_FILE,
+                DOCUMENTS_FILE,
+            ])?;
+        }
         Ok(())
     }
 
     /// Every shard present: checks each, and writes `manifest.json`.
     fn finalize(&self) -> Result<Manifest> {
+        let s = self.s;
+        let mut shards = Vec::with_capacity(self.num_shards());
+        let mut infos = Vec::with_capacity(self.num_shards());
+        if let Some(r) = self.remote {
+            let mut done = r.done()?;
+            for sh in 0..self.num_shards() {
+                let file = shard_file_name(sh);
+                let entry = done
+                    .remove(&file)
+                    .with_context(|| format!("{} is missing", r.store.url_of(&file)))?;
+                shards.push(entry);
+            }
+            infos = r.shard_infos(&shards)?;
+        } else {
+            for sh in 0..self.num_shards() {
+                let path = s.out.join(shard_file_name(sh));
+                let reader = ShardReader::open(&path)?;
+                shards.push(ShardEntry::describe(&path, reader.info())?);
+                infos.push(reader.info().clone());
+            }
+        }
+        let manifest = self.manifest(shards, &infos)?;
+        let json = serde_json::to_string_pretty(&manifest)?;
+        match self.remote {
+            Some(r) => r.publish(&json)?,
+            None => shared::util::atomic::write_file(&s.out.join(MANIFEST_FILE), json.as_bytes())?,
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest of a job whose shards are `shards` (their footers: `infos`).
+    fn manifest(&self, shards: Vec<ShardEntry>, infos: &[ShardInfo]) -> Result<Manifest> {
         let (s, spec, job_id, p) = (self.s, &self.spec, &self.job_id, &self.packed);
-        let (num_shards, num_windows) = (self.num_shards(), p.num_windows);
-        let mut shards = Vec::with_capacity(num_shards);
+        let num_windows = p.num_windows;
         let mut stats = LossStats::default();
         let mut rounding: Option<Rounding> = None;
-        for sh in 0..num_shards {
-            let file = shard_file_name(sh);
-            let path = s.out.join(&file);
-            let reader = ShardReader::open(&path)?;
-            let info = reader.info();
+        for (entry, info) in shards.iter().zip(infos) {
             if info.job != *job_id {
                 bail!(
                     "{} was written by another job; delete it and rerun",
-                    path.display()
+                    entry.file
                 );
             }
             stats.merge(&info.ref_loss);
             if let Some(r) = &info.rounding {
                 rounding.get_or_insert_with(Rounding::default).merge(r);
             }
-            shards.push(ShardEntry::describe(&path, info)?);
         }
-        let manifest = Manifest {
+        Ok(Manifest {
             format: FORMAT_NAME.to_string(),
             job: spec.clone(),
             job_fingerprint: job_id.to_string(),
@@ -398,10 +487,7 @@ impl<'a> Job<'a> {
             ref_loss_rounding: rounding,
             created_by: format!("scorer {}", env!("CARGO_PKG_VERSION")),
             derived_from: None,
-        };
-        let json = serde_json::to_string_pretty(&manifest)?;
-        shared::util::atomic::write_file(&s.out.join(MANIFEST_FILE), json.as_bytes())?;
-        Ok(manifest)
+        })
     }
 }
 

@@ -31,8 +31,11 @@ use runtime::block_on;
 /// The URL schemes this build reads and writes.
 pub const SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
 
-/// Uploads above this size go in parts of this size (S3's minimum part is 5 MiB).
-const PART_BYTES: usize = 16 << 20;
+/// Uploads above this size go in parts of this size (S3's minimum part is
+/// 5 MiB): 16 MiB, or `RHO1_STORE_PART_BYTES` (the tests' small parts).
+fn part_bytes() -> usize {
+    env_num("RHO1_STORE_PART_BYTES", 16 << 20).max(1) as usize
+}
 
 /// Whether `s` is a URL this build can open as a store.
 pub fn is_store_url(s: &str) -> bool {
@@ -343,7 +346,8 @@ impl Store {
         let len = std::fs::metadata(from)
             .map_err(|e| Error::io(from, e))?
             .len();
-        if len <= PART_BYTES as u64 {
+        let part = part_bytes();
+        if len <= part as u64 {
             let data = std::fs::read(from).map_err(|e| Error::io(from, e))?;
             return self.put(name, Bytes::from(data));
         }
@@ -356,8 +360,8 @@ impl Store {
                 .put_multipart(&p)
                 .await
                 .map_err(|e| self.err(name, e))?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-            let mut buf = vec![0u8; PART_BYTES];
+            let mut w = WriteMultipart::new_with_chunk_size(upload, part);
+            let mut buf = vec![0u8; part];
             loop {
                 let n = match file.read(&mut buf) {
                     Ok(n) => n,
@@ -374,6 +378,7 @@ impl Store {
                     return Err(self.err(name, e));
                 }
                 w.write(&buf[..n]);
+                crate::util::fault::point(&format!("upload-part:{name}"));
             }
         })
     }
