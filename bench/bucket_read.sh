@@ -15,8 +15,13 @@ moto=${RHO1_MOTO_SERVER:-.venv/bin/moto_server}
 [ -x "$moto" ] || { echo "no moto_server: pip install --require-hashes -r tests/requirements-moto.txt into .venv" >&2; exit 1; }
 cargo build --release -q -p scorer -p trainer
 mkdir -p "$work"
+# The windows of data/clean_train packed with the scorer's default layout
+# (seq_len 256, row groups of 65,536 tokens, shards of 2^20), repeated by synth.
+source="$work/source"
+[ -f "$source/manifest.json" ] || ./target/release/scorer pack --tokenizer tests/fixtures/scoreset-v1/tokenizer.json \
+  --corpus data/clean_train.jsonl.zst --seq-len 256 --out "$source" 2>/dev/null
 set_dir="$work/set-$tokens"
-[ -f "$set_dir/manifest.json" ] || ./target/release/scorer synth --set tests/fixtures/scoreset-v1 --tokens "$tokens" --out "$set_dir"
+[ -f "$set_dir/manifest.json" ] || ./target/release/scorer synth --set "$source" --tokens "$tokens" --out "$set_dir" 2>/dev/null
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 timeout 3600 "$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
@@ -28,12 +33,20 @@ curl -s -X PUT "http://127.0.0.1:$port/rho1-bench" >/dev/null
 url="s3://rho1-bench/set"
 ./target/release/scorer sync "$set_dir" "$url" 2>/dev/null
 
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; set: $tokens tokens, $(du -sh "$set_dir" | cut -f1)"
-printf "%-8s %-6s %14s %10s %8s\n" source threads tokens/s seconds wait_s
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') (model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores; set: $tokens tokens, $(du -sh "$set_dir" | cut -f1)"
+row() {  # name, read-bench JSON
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); e=j["epoch_seconds"]; print("%-14s %-7s %12.0f %9.2f %9s" % (sys.argv[2], j["read_threads"], j["tokens_per_s"], e[0], "%.2f" % e[1] if len(e) > 1 else "-"))' "$2" "$1"
+}
+printf "%-14s %-7s %12s %9s %9s\n" source threads tokens/s epoch1_s epoch2_s
 for threads in 1 2 4; do
   for src in "$set_dir" "$url"; do
     j=$(timeout 1800 ./target/release/trainer read-bench --data "$src" --read-threads "$threads" --json 2>/dev/null)
-    name=$([ "$src" = "$url" ] && echo s3 || echo disk)
-    python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("%-8s %-6s %14.0f %10.2f %8.2f" % (sys.argv[2], j["read_threads"], j["tokens_per_s"], j["seconds"], j["wait_s"]))' "$j" "$name"
+    row "$([ "$src" = "$url" ] && echo s3 || echo disk)" "$j"
   done
 done
+# --cache: the first epoch fetches each shard whole (hashed) into the cache, the second reads it from disk.
+rm -rf "$work/cache"
+j=$(timeout 1800 ./target/release/trainer read-bench --data "$url" --read-threads 2 --epochs 2 --cache "$work/cache" --json 2>/dev/null)
+row "s3 --cache" "$j"
+j=$(timeout 1800 ./target/release/trainer read-bench --data "$url" --read-threads 2 --epochs 2 --json 2>/dev/null)
+row "s3" "$j"

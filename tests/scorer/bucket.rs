@@ -148,8 +148,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `scorer score --out s3://...` as an array job of two parts gives the set
-/// one process writes into a directory, byte for byte (every file, the
+/// `scorer score --out s3://...` as an array job of two parts running at
+/// once (each with its own staging directory, as on two machines) gives the
+/// set one process writes into a directory, byte for byte (every file, the
 /// manifest and the shards' hashes included); a rerun scores nothing.
 #[test]
 fn scoring_into_a_bucket_equals_scoring_into_a_directory() {
@@ -161,10 +162,35 @@ fn scoring_into_a_bucket_equals_scoring_into_a_directory() {
     let local = dir.join("local");
     run_ok(SCORER, &score_args(&model, &tok, &corpus, &local));
     let url = Path::new("s3://rho1-scored/sets/web");
-    for part in ["0", "1"] {
-        let mut args = score_args(&model, &tok, &corpus, url);
-        args.extend(["--shard-index", part, "--num-shards", "2"]);
-        s3.run_ok(SCORER, &args);
+    let parts: Vec<_> = ["0", "1"]
+        .iter()
+        .map(|part| {
+            let stage = dir.join(format!("stage-{part}"));
+            let mut args = score_args(&model, &tok, &corpus, url);
+            args.extend([
+                "--shard-index",
+                part,
+                "--num-shards",
+                "2",
+                "--stage",
+                s(&stage),
+            ]);
+            Command::new(SCORER)
+                .args(&args)
+                .envs(s3.env())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in parts {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let again = s3.run_ok(SCORER, &score_args(&model, &tok, &corpus, url));
     let said = String::from_utf8_lossy(&again.stderr);
@@ -249,4 +275,68 @@ fn wrong_credentials_are_named_by_url_without_the_keys() {
         assert!(!err.contains("rho1-test-key"), "{err}");
     }
     assert!(!Path::new("/tmp/never-synced").exists());
+}
+
+/// `export`, `view` and `synth` read a set in a bucket as they read its
+/// directory: the same exported shards, the same page, the same synthetic set.
+#[test]
+fn export_view_and_synth_read_a_set_in_a_bucket() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("rho1-tools");
+    let set = fixture("scoreset-v1");
+    let url = "s3://rho1-tools/v1";
+    s3.run_ok(SCORER, &["sync", s(&set), url]);
+    let dir = scratch("bucket_tools");
+    for (name, src) in [("local", s(&set)), ("remote", url)] {
+        let out = dir.join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        let (export, page, synth) = (out.join("export"), out.join("page.html"), out.join("synth"));
+        s3.run_ok(
+            SCORER,
+            &[
+                "export",
+                "--set",
+                src,
+                "--ratio",
+                "0.5",
+                "--out",
+                s(&export),
+            ],
+        );
+        s3.run_ok(
+            SCORER,
+            &["view", "--set", src, "--docs", "0", "--out", s(&page)],
+        );
+        s3.run_ok(
+            SCORER,
+            &[
+                "synth",
+                "--set",
+                src,
+                "--tokens",
+                "20000",
+                "--out",
+                s(&synth),
+            ],
+        );
+    }
+    let files = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        dir_files(d)
+            .into_iter()
+            .filter(|(n, _)| n.ends_with(".parquet") || n == "tokenizer.json")
+            .collect()
+    };
+    let (l, r) = (dir.join("local"), dir.join("remote"));
+    assert_eq!(files(&l.join("export")), files(&r.join("export")));
+    assert!(!files(&l.join("export")).is_empty());
+    assert_eq!(files(&l.join("synth")), files(&r.join("synth")));
+    // The page and the synthetic set's manifest name their source.
+    let text = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    for f in ["page.html", "synth/manifest.json"] {
+        assert_eq!(
+            text(l.join(f)).replace(s(&set), "SET"),
+            text(r.join(f)).replace(url, "SET"),
+            "{f} differs beyond the set's name"
+        );
+    }
 }

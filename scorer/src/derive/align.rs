@@ -251,7 +251,7 @@ pub fn run(a: &AlignArgs) -> Result<()> {
             names(&job.inputs)
         );
     }
-    let ref_tok_path = src.dir().join(shared::model::checkpoint::TOKENIZER_FILE);
+    let ref_tok_path = src.side_file(shared::model::checkpoint::TOKENIZER_FILE)?;
     let ref_tok = Tokenizer::load(&ref_tok_path, Some(&job.tokenizer.eos_token))
         .with_context(|| format!("the set's tokenizer {}", ref_tok_path.display()))?;
 

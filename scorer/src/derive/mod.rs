@@ -93,7 +93,7 @@ pub fn write_derived(
             DOCUMENTS_FILE,
             shared::model::checkpoint::TOKENIZER_FILE,
         ] {
-            let from = src.dir().join(f);
+            let from = src.side_file(f)?;
             std::fs::copy(&from, tmp.join(f)).map_err(|e| shared::Error::io(&from, e))?;
         }
         let num_windows: u64 = shards.iter().map(|e| e.windows as u64).sum();

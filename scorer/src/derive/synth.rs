@@ -93,7 +93,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
             progress.inc(count * t as u64);
         }
         for f in [VOCAB_FILE, DOCUMENTS_FILE, shared::model::checkpoint::TOKENIZER_FILE] {
-            let from = src.dir().join(f);
+            let from = src.side_file(f)?;
             std::fs::copy(&from, tmp.join(f)).map_err(|e| shared::Error::io(&from, e))?;
         }
         let m = Manifest {

@@ -122,13 +122,13 @@ fn export_batch(
 }
 
 /// The source set's vocabulary, documents and tokenizer, beside the export.
-fn copy_side_tables(set_dir: &Path, tmp: &Path) -> shared::Result<()> {
+fn copy_side_tables(set: &ScoreSet, tmp: &Path) -> shared::Result<()> {
     for f in [
         VOCAB_FILE,
         DOCUMENTS_FILE,
         shared::model::checkpoint::TOKENIZER_FILE,
     ] {
-        let src = set_dir.join(f);
+        let src = set.side_file(f)?;
         if src.is_file() {
             std::fs::copy(&src, tmp.join(f)).map_err(|e| shared::Error::io(&src, e))?;
         }
@@ -180,7 +180,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
     let (mut cut, n, k) = cut(&set, other.as_ref(), ratio)?;
 
     let docs: HashMap<u64, String> =
-        shared::scores::tables::read_documents(&set.dir().join(DOCUMENTS_FILE))?
+        shared::scores::tables::read_documents(&set.side_file(DOCUMENTS_FILE)?)?
             .into_iter()
             .map(|(id, src, _)| (id, src))
             .collect();
@@ -230,7 +230,7 @@ pub fn run(set_dir: &Path, against: Option<&Path>, ratio: f64, out: &Path) -> Re
             wr.close()
                 .map_err(|e| shared::Error::Invalid(e.to_string()))?;
         }
-        copy_side_tables(set.dir(), tmp)?;
+        copy_side_tables(&set, tmp)?;
         let summary = serde_json::json!({
             "source_set": set.dir().display().to_string(),
             "against": other.as_ref().map(|o| o.dir().display().to_string()),

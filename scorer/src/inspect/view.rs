@@ -211,7 +211,7 @@ impl Page<'_> {
 /// The set's own tokenizer.json, checked against the manifest's fingerprint.
 fn set_tokenizer(set: &ScoreSet) -> Result<Tokenizer> {
     let tok = Tokenizer::load(
-        &set.dir().join(shared::model::checkpoint::TOKENIZER_FILE),
+        &set.side_file(shared::model::checkpoint::TOKENIZER_FILE)?,
         Some(&set.manifest().job.tokenizer.eos_token),
     )?;
     if tok.fingerprint() != set.manifest().job.tokenizer.fingerprint {

@@ -65,7 +65,7 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         Rng::derive(a.seed, "data").next_u64(),
     )?;
     let set = &data.sets()[0];
-    let docs_path = set.dir().join(shared::scores::format::DOCUMENTS_FILE);
+    let docs_path = set.side_file(shared::scores::format::DOCUMENTS_FILE)?;
     let labels: HashMap<u64, String> = shared::scores::tables::read_document_ids(&docs_path)?
         .into_iter()
         .map(|(id, orig)| {
