@@ -729,6 +729,15 @@ bad_input! {
         }),
         &["part-00000.parquet", "row 69", "NaN"],
     );
+    set_negative_ref_loss_is_counted_and_named(d, _tok) => verify_case(
+        "negative ref_loss in a shard",
+        broken_copy(&d, "set-negative", |d| {
+            loss_in_shard0(d, 1, 3, -2.0); // window 1, pos 4 -> row 32 + 4 = 36
+            loss_in_shard0(d, 2, 0, -0.5);
+            rehash_shard0(d);
+        }),
+        &["part-00000.parquet", "2 reference losses", "below 0", "row 36", "-2"],
+    );
 }
 
 // Sets that do not belong together, given to the trainer.

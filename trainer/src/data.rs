@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use shared::scores::loss_range::LossRange;
 use shared::scores::scoreset::ScoreSet;
 use shared::select::noise::{predicted, span_means, Histogram};
 use shared::store::cache::Cache;
@@ -164,7 +165,7 @@ impl TrainData {
 /// Reads every byte and every row group of `sets` once, before the first
 /// step: each shard's SHA-256 against its manifest, then the reader's own
 /// checks (positions, finite ref_loss), every token id below `vocab` and
-/// every reference loss in range ([`LossRange`]), with messages that name the
+/// every reference loss in range (`shared::scores::loss_range`), with messages that name the
 /// file and row; the same for training and held-out sets. With `noise_span`,
 /// the same pass also gathers the noise scores the filter's quantile is taken
 /// from (`crate::noise::fit`).
@@ -241,54 +242,6 @@ pub fn check_sets(
         }
     );
     Ok(noise.map(|(_, h)| h))
-}
-
-/// Reference losses that cannot be a per-token cross-entropy in nats, as a
-/// set rewritten by another tool may hold: negative (beyond rounding), or
-/// above [`LossRange::CAP_TIMES_LN_VOCAB`] times ln(vocabulary), far past
-/// any loss a model scores (a loss in bits, or summed, would be). Counted
-/// over the whole set; the first is named.
-struct LossRange {
-    cap: f32,
-    count: u64,
-    first: Option<String>,
-}
-
-impl LossRange {
-    const CAP_TIMES_LN_VOCAB: f32 = 10.0;
-    /// How far below 0 rounding may take a loss written by another tool.
-    const ROUNDING: f32 = 1e-3;
-
-    fn new(vocab: usize) -> Self {
-        LossRange {
-            cap: Self::CAP_TIMES_LN_VOCAB * (vocab.max(2) as f32).ln(),
-            count: 0,
-            first: None,
-        }
-    }
-
-    fn add(&mut self, rl: &[f32], file: impl Fn() -> String, row: impl Fn(usize) -> usize) {
-        for (i, &x) in rl.iter().enumerate() {
-            if x < -Self::ROUNDING || x > self.cap {
-                self.count += 1;
-                if self.first.is_none() {
-                    self.first = Some(format!("{}: row {}: ref_loss {x}", file(), row(i)));
-                }
-            }
-        }
-    }
-
-    fn check(&self, dir: &std::path::Path) -> Result<()> {
-        match &self.first {
-            None => Ok(()),
-            Some(first) => bail!(
-                "{}: {} reference losses are not a per-token loss in nats (below 0 or above {:.1}, 10 x ln(vocabulary)); the first: {first}",
-                dir.display(),
-                self.count,
-                self.cap
-            ),
-        }
-    }
 }
 
 /// Refuses a model whose own tokenizer is not the one that made `set`

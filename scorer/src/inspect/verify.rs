@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use shared::scores::loss_range::LossRange;
 use shared::scores::manifest::Manifest;
 use shared::scores::shards::ShardReader;
 
@@ -38,7 +39,9 @@ pub fn verify(dir: &Path) -> Result<()> {
                 Ok(h) if h != e.sha256 => {
                     Some(format!("content hash {h}, the manifest says {}", e.sha256))
                 }
-                Ok(_) => decode_all(&path).err().map(|err| err.to_string()),
+                Ok(_) => decode_all(&path, m.job.tokenizer.vocab_size)
+                    .err()
+                    .map(|err| err.to_string()),
                 Err(err) => Some(err.to_string()),
             },
         };
@@ -67,13 +70,26 @@ pub fn verify(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens a shard and decodes every row group (positions, windows, finite ref_loss).
-fn decode_all(path: &Path) -> shared::Result<()> {
-    let r = ShardReader::open(path)?;
+/// Opens a shard and decodes every row group (positions, windows, finite
+/// ref_loss, ref_loss a loss in nats for a vocabulary of `vocab`).
+fn decode_all(path: &Path, vocab: usize) -> shared::Result<()> {
+    check_rows(&ShardReader::open(path)?, vocab)
+}
+
+fn check_rows(r: &ShardReader, vocab: usize) -> shared::Result<()> {
+    let mut range = LossRange::new(vocab);
+    let rows_per_group = r.info().row_group_windows * r.info().seq_len;
     for g in 0..r.num_row_groups() {
-        r.read_row_group(g)?;
+        let w = r.read_row_group(g)?;
+        if let Some(rl) = &w.ref_loss {
+            range.add(
+                rl,
+                || r.path().display().to_string(),
+                |i| g * rows_per_group + i,
+            );
+        }
     }
-    Ok(())
+    range.check(r.path())
 }
 
 /// [`verify`] of a set in a bucket: the set opened (sizes, footers), then
@@ -89,8 +105,8 @@ fn verify_bucket(url: &str) -> Result<()> {
             Ok(h) if h != e.sha256 => {
                 Some(format!("content hash {h}, the manifest says {}", e.sha256))
             }
-            Ok(_) => (0..set.shards()[i].num_row_groups())
-                .find_map(|g| set.read_row_group(i, g).err())
+            Ok(_) => check_rows(&set.shards()[i], m.job.tokenizer.vocab_size)
+                .err()
                 .map(|err| err.to_string()),
             Err(err) => Some(err.to_string()),
         };
