@@ -6,7 +6,7 @@ import os
 import re
 import sys
 
-ORDER = {"error": 0, "util": 1, "kernels": 2, "select": 2, "metrics": 1, "store": 1, "model": 3, "text": 3, "scores": 4, "process": 5}
+ORDER = {"error": 0, "util": 1, "kernels": 2, "select": 2, "metrics": 1, "store": 1, "model": 3, "text": 3, "scores": 4, "reader": 5, "process": 5}
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 breaches = []
 for crate in ("shared", "scorer", "trainer"):

@@ -1,11 +1,12 @@
 //! The common core of the RHO-1 Selective Language Modeling pipeline.
 //!
 //! The modules are layers, each using only the ones below it: [`util`]
-//! (files, hashing, devices) < [`kernels`] (fused CPU ops, the GEMM) <
-//! [`select`] (which tokens a step trains on) <
+//! (files, hashing, devices) and [`store`] (buckets) < [`kernels`] (fused
+//! CPU ops, the GEMM) < [`select`] (which tokens a step trains on) <
 //! [`model`] (the decoder and its per-token loss) and [`text`] (text files
 //! become token windows) < [`scores`] (score sets, written by `scorer` and
-//! memory-mapped by `trainer`); [`process`] sets the binaries up. The
+//! memory-mapped or range-read by `trainer`) < [`reader`] (the training
+//! order and its batches); [`process`] sets the binaries up. The
 //! reference loss and the live loss are computed by the same code.
 //!
 //! Where a new thing goes: a selection rule in `select/mod.rs`, an input format in `text/corpus.rs`, a model
@@ -17,7 +18,8 @@ pub mod error; // the library's typed errors, each naming a file and a record
 pub mod kernels; // fused CPU kernels with their own backward, the GEMM, threads
 pub mod metrics; // the lines of a run's metrics.jsonl, typed
 pub mod model; // config, decoder, per-token loss, checkpoints
-pub mod process; // the binaries' main: allocator, threads, panic hook, exit status
+pub mod process;
+pub mod reader; // the training reader: shuffled order, prefetching, batches by cursor // the binaries' main: allocator, threads, panic hook, exit status
 pub mod scores; // score sets: token shards, manifest, side tables, the reader
 pub mod select;
 pub mod store; // score sets in buckets: object_store from plain threads, credentials redacted // token selection: the paper's rule and its variants, the noise filter, the masked mean

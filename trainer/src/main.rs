@@ -15,17 +15,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // The training core, in the order a step uses it.
 
 mod args; // flags and TOML, validated into typed settings
-mod data; // score sets as batches of windows and reference losses, streamed
+mod data; // the checks a run makes of its data (the reader: shared::reader)
 mod eval; // held-out loss and perplexity
 mod noise; // the noise filter fitted to the training data (the filter itself: shared::select)
 mod optim; // AdamW with in-place CPU kernels
-mod order; // the epoch order: row groups shuffled, then windows within buffers
-mod prefetch; // the thread that decodes row groups ahead of the step
 mod schedule; // learning-rate and selection-ratio schedules
 mod state; // checkpoints with optimizer moments and trainer state
 mod step; // one training step: forward, per-token loss, select, backward, update
 mod train; // `trainer train`: setup, the loop, finishing
-           // Tools around the core.
+
+// Tools around the core.
 mod tools;
 
 use tools::{bench, demo, read_bench, report, selection};

@@ -279,7 +279,7 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         );
     }
     let noise_span = s.select.noise_quantile.map(|_| s.select.noise_span);
-    let noise_scores = data.validate(cfg.vocab_size, need_ref, noise_span)?;
+    let noise_scores = check_sets(data.sets(), cfg.vocab_size, need_ref, noise_span)?;
     if let Some(e) = &eval_set {
         check_sets(std::slice::from_ref(e), cfg.vocab_size, false, None)?;
     }
@@ -492,7 +492,7 @@ impl<'a> Run<'a> {
                 let cursor = st.cursor + (i * s.data.batch_size) as u64;
                 self.data.batch(cursor, s.data.batch_size)
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<shared::Result<Vec<_>>>()?;
         let data_ms = t0.elapsed().as_secs_f64() * 1e3;
         let data_wait_ms = self.data.take_wait().as_secs_f64() * 1e3;
         let ratio = ratio_at(

@@ -5,7 +5,7 @@
 //! function of (seed, epoch, cursor): no state but the cursor, so a resumed
 //! run reads exactly what the uninterrupted one would have.
 
-use shared::util::rng::{Permutation, Rng};
+use crate::util::rng::{Permutation, Rng};
 
 /// One row group of the training data: which set, shard and group, and how
 /// many windows it holds.

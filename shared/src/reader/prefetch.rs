@@ -9,10 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shared::scores::scoreset::ScoreSet;
-use shared::scores::shards::Windows;
+use crate::scores::scoreset::ScoreSet;
+use crate::scores::shards::Windows;
 
-use crate::order::{EpochOrder, Group};
+use crate::reader::order::{EpochOrder, Group};
 
 /// A decoded row group of one epoch's buffer: (epoch, buffer, group index).
 type Key = (u64, usize, usize);
