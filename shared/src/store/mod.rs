@@ -221,28 +221,22 @@ impl Store {
         mut progress: impl FnMut(u64),
     ) -> Result<String> {
         use std::io::Write;
-        let p = self.path(name);
         crate::util::atomic::write_with(to, |f| {
-            let mut hasher = crate::util::hash::Hasher::new();
-            block_on(async {
-                let mut stream = self
-                    .inner
-                    .get(&p)
-                    .await
-                    .map_err(|e| self.err(name, e))?
-                    .into_stream();
-                while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(name, e))? {
-                    f.write_all(&chunk).map_err(|e| Error::io(to, e))?;
-                    hasher.update(&chunk);
-                    progress(chunk.len() as u64);
-                }
-                Ok(hasher.finish())
+            self.stream(name, |chunk| {
+                f.write_all(chunk).map_err(|e| Error::io(to, e))?;
+                progress(chunk.len() as u64);
+                Ok(())
             })
         })
     }
 
     /// The SHA-256 (hex) of object `name`, streamed (bounded memory).
     pub fn sha256(&self, name: &str) -> Result<String> {
+        self.stream(name, |_| Ok(()))
+    }
+
+    /// Object `name` chunk by chunk through `each`; its SHA-256 (hex).
+    fn stream(&self, name: &str, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<String> {
         let p = self.path(name);
         block_on(async {
             let mut hasher = crate::util::hash::Hasher::new();
@@ -253,6 +247,7 @@ impl Store {
                 .map_err(|e| self.err(name, e))?
                 .into_stream();
             while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(name, e))? {
+                each(&chunk)?;
                 hasher.update(&chunk);
             }
             Ok(hasher.finish())
