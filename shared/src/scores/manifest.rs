@@ -386,23 +386,8 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self> {
         if let Some(url) = dir.to_str().filter(|s| crate::store::is_store_url(s)) {
             let store = crate::store::Store::open(url)?;
-            let path = PathBuf::from(store.url_of(MANIFEST_FILE));
-            if store.size(MANIFEST_FILE)?.is_none() {
-                // A listing tells a missing bucket from a missing prefix.
-                let names = store.list()?;
-                let hint = if names.iter().any(|(n, _)| n == JOB_FILE) {
-                    "the job has not finished (rerun the same scorer command to complete it)"
-                } else if names.is_empty() {
-                    "nothing under this prefix (wrong URL?)"
-                } else {
-                    "not a score set"
-                };
-                return Err(Error::shard(&path, format!("missing: {hint}")));
-            }
-            let bytes = store.get(MANIFEST_FILE)?;
-            let text =
-                std::str::from_utf8(&bytes).map_err(|_| Error::shard(&path, "not UTF-8 text"))?;
-            return Self::parse(text, &path);
+            let names = store.list()?.into_iter().collect();
+            return Self::from_bucket(&store, &names);
         }
         let path = dir.join(MANIFEST_FILE);
         if !path.is_file() {
@@ -415,6 +400,29 @@ impl Manifest {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         Self::parse(&text, &path)
+    }
+
+    /// The manifest under a bucket prefix whose listing (name -> size) is
+    /// `names`; a missing one says why (unfinished job, empty prefix).
+    pub fn from_bucket(
+        store: &crate::store::Store,
+        names: &std::collections::HashMap<String, u64>,
+    ) -> Result<Self> {
+        let path = PathBuf::from(store.url_of(MANIFEST_FILE));
+        if !names.contains_key(MANIFEST_FILE) {
+            let hint = if names.contains_key(JOB_FILE) {
+                "the job has not finished (rerun the same scorer command to complete it)"
+            } else if names.is_empty() {
+                "nothing under this prefix (wrong URL?)"
+            } else {
+                "not a score set"
+            };
+            return Err(Error::shard(&path, format!("missing: {hint}")));
+        }
+        let bytes = store.get(MANIFEST_FILE)?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| Error::shard(&path, "not UTF-8 text"))?;
+        Self::parse(text, &path)
     }
 
     /// The manifest in `text`, read from `path` (named in errors).

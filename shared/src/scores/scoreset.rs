@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-use crate::scores::format::{JOB_FILE, MANIFEST_FILE};
+use crate::scores::format::MANIFEST_FILE;
 use crate::scores::manifest::{Differences, Manifest};
 use crate::scores::shards::{ShardReader, Windows};
 use crate::store::cache::Cache;
@@ -141,22 +141,8 @@ impl ScoreSet {
         use rayon::prelude::*;
         let store = crate::store::Store::open(url)?;
         let dir = PathBuf::from(store.url());
-        let manifest_path = PathBuf::from(store.url_of(MANIFEST_FILE));
         let sizes: std::collections::HashMap<String, u64> = store.list()?.into_iter().collect();
-        if !sizes.contains_key(MANIFEST_FILE) {
-            let hint = if sizes.contains_key(JOB_FILE) {
-                "the job has not finished (rerun the same scorer command to complete it)"
-            } else if sizes.is_empty() {
-                "nothing under this prefix (wrong URL?)"
-            } else {
-                "not a score set"
-            };
-            return Err(Error::shard(&manifest_path, format!("missing: {hint}")));
-        }
-        let text = store.get(MANIFEST_FILE)?;
-        let text = std::str::from_utf8(&text)
-            .map_err(|_| Error::shard(&manifest_path, "not UTF-8 text"))?;
-        let manifest = Manifest::parse(text, &manifest_path)?;
+        let manifest = Manifest::from_bucket(&store, &sizes)?;
         let readers = manifest
             .shards
             .par_iter()
