@@ -22,6 +22,7 @@ mod optim; // AdamW with in-place CPU kernels
 mod schedule; // learning-rate and selection-ratio schedules
 mod state; // checkpoints with optimizer moments and trainer state
 mod step; // one training step: forward, per-token loss, select, backward, update
+mod trace; // RHO1_TRACE_STEPS: each step's windows, losses and weights, for tests
 mod train; // `trainer train`: setup, the loop, finishing
 
 // Tools around the core.

@@ -30,6 +30,19 @@ pub struct StepStats {
     /// Tokens the noise filter took out before selection (`--noise-quantile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub noise_dropped: Option<usize>,
+    /// The selection's inputs and weights, when [`StepInput::trace`] asks.
+    #[serde(skip)]
+    pub trace: Option<StepTrace>,
+}
+
+/// What the selection saw and chose, per predicted token of the global
+/// batch (window positions 1..T, row-major): written by `crate::trace`.
+#[derive(Debug, Clone, Default)]
+pub struct StepTrace {
+    pub ce: Vec<f32>,
+    pub ref_loss: Vec<f32>,
+    pub doc_ids: Vec<u64>,
+    pub weights: Vec<f32>,
 }
 
 pub struct StepInput<'a> {
@@ -37,6 +50,8 @@ pub struct StepInput<'a> {
     pub select: &'a Params,
     pub lr: f64,
     pub grad_clip: f64,
+    /// Keep the selection's inputs and weights in [`StepStats::trace`].
+    pub trace: bool,
 }
 
 /// Forward once per micro-batch, select over the whole global batch, then
@@ -93,6 +108,14 @@ pub fn train_step(
         noise_dropped: selection.as_ref().and_then(|s| s.noise_dropped),
         ..Default::default()
     };
+    if p.trace {
+        stats.trace = Some(StepTrace {
+            ce: ce_host.clone(),
+            ref_loss: ref_host.clone(),
+            doc_ids: doc_host.clone(),
+            weights: w.clone(),
+        });
+    }
     if p.objective == Objective::Slm {
         let excess = |keep: bool| {
             let v: Vec<f64> = (0..n)

@@ -18,7 +18,6 @@ use shared::scores::compat::window_beyond_positions;
 use shared::scores::scoreset::ScoreSet;
 use shared::util::lock::DirLock;
 use shared::util::progress::Progress;
-use shared::util::rng::Rng;
 
 use crate::args::{ModelSource, Objective, Settings};
 use crate::data::{check_model_tokenizer, check_sets, tokenizer_of, TrainData};
@@ -217,6 +216,8 @@ struct Run<'a> {
     dtype: DType,
     /// `--noise-quantile`, fitted to the training data.
     noise: Option<shared::select::noise::NoiseFilter>,
+    /// RHO1_TRACE_STEPS: each step's windows, losses and weights.
+    trace: Option<crate::trace::Trace>,
     /// This process's claim on the run directory.
     _lock: DirLock,
 }
@@ -241,8 +242,7 @@ fn check_inputs(s: &Settings, dev: &Device) -> Result<Checked> {
         )?)),
         None => None,
     };
-    let seed = Rng::derive(s.data.seed, "data").next_u64();
-    let data = TrainData::open_with(&s.data.sets, seed, 1, cache.clone())?;
+    let data = TrainData::open_with(&s.data.sets, s.data.seed, 1, cache.clone())?;
     let first = &data.sets()[0];
     let tokenizer_json = tokenizer_of(first)?;
     let tok_info = first.manifest().job.tokenizer.clone();
@@ -311,7 +311,9 @@ fn total_steps(s: &Settings, data: &TrainData) -> u64 {
         (Some(m), Some(t)) => m.min(t.div_ceil(tokens_per_step)),
         (Some(m), None) => m,
         (None, Some(t)) => t.div_ceil(tokens_per_step),
-        (None, None) => (s.run.epochs * data.num_windows()).div_ceil(windows_per_step),
+        (None, None) => {
+            shared::reader::steps_for_epochs(s.run.epochs, data.num_windows(), windows_per_step)
+        }
     }
 }
 
@@ -476,6 +478,7 @@ impl<'a> Run<'a> {
             last_eval: None,
             dtype,
             noise,
+            trace: crate::trace::Trace::from_env()?,
             _lock: lock,
         })
         .inspect(|_| made.keep())
@@ -520,11 +523,12 @@ impl<'a> Run<'a> {
             select: &params,
             lr,
             grad_clip: s.optim.grad_clip,
+            trace: self.trace.is_some(),
         };
         if self.dtype != DType::F32 {
             self.model = model_over(&self.varmap, &self.cfg, self.dtype, &self.dev, Mode::Train)?;
         }
-        let mut rng = Rng::derive(s.data.seed, &format!("select-{}", st.step));
+        let mut rng = shared::select::step_rng(s.data.seed, st.step);
         let stats = train_step(
             &self.model,
             &mut self.opt,
@@ -541,6 +545,9 @@ impl<'a> Run<'a> {
             );
         }
         st.step += 1;
+        if let (Some(trace), Some(t)) = (self.trace.as_mut(), stats.trace.as_ref()) {
+            trace.write(st.step, &batches, t)?;
+        }
         st.cursor += windows_per_step;
         st.tokens_seen += stats.tokens as u64;
         st.tokens_trained += stats.kept;

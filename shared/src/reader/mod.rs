@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::scores::scoreset::ScoreSet;
 use crate::store::cache::Cache;
+use crate::util::rng::Rng;
 use order::{EpochOrder, Group};
 use prefetch::Prefetcher;
 
@@ -28,6 +29,9 @@ pub const BUFFER_ROW_GROUPS: usize = 8;
 pub struct Batch {
     pub rows: usize,
     pub seq_len: usize,
+    /// (rows) each window's index in the sets read, concatenated in the
+    /// order given (within a set: shard by shard, row by row).
+    pub windows: Vec<u64>,
     /// (rows * seq_len) token ids.
     pub tokens: Vec<u32>,
     /// (rows * seq_len) document ids.
@@ -39,6 +43,8 @@ pub struct Batch {
 pub struct Reader {
     sets: Arc<Vec<ScoreSet>>,
     order: EpochOrder,
+    /// Index of each row group's first window ([`Batch::windows`]).
+    group_start: Vec<u64>,
     prefetch: Prefetcher,
     /// Time spent waiting for the prefetcher since the last [`Self::take_wait`].
     waited: Duration,
@@ -47,7 +53,9 @@ pub struct Reader {
 
 impl Reader {
     /// Opens the sets and checks that they agree (seq_len, tokenizer); one
-    /// thread decodes ahead.
+    /// thread decodes ahead. `seed` is the run's (`trainer train --seed`):
+    /// the order's own stream is derived from it, so every reader given the
+    /// same seed reads the same order.
     pub fn open(dirs: &[PathBuf], seed: u64) -> Result<Self> {
         Self::open_with(dirs, seed, 1, None)
     }
@@ -81,10 +89,20 @@ impl Reader {
                 windows: g.windows,
             }));
         }
+        let group_start = groups
+            .iter()
+            .scan(0u64, |at, g| {
+                let start = *at;
+                *at += g.windows as u64;
+                Some(start)
+            })
+            .collect();
         let sets = Arc::new(sets);
+        let order_seed = Rng::derive(seed, "data").next_u64();
         Ok(Reader {
             prefetch: Prefetcher::start(sets.clone(), groups.clone(), read_threads),
-            order: EpochOrder::new(groups, BUFFER_ROW_GROUPS, seed),
+            order: EpochOrder::new(groups, BUFFER_ROW_GROUPS, order_seed),
+            group_start,
             sets,
             waited: Duration::ZERO,
             rows_used: 0,
@@ -123,6 +141,7 @@ impl Reader {
     pub fn batch(&mut self, cursor: u64, rows: usize) -> Result<Batch> {
         let t = self.seq_len();
         let scored = self.scored();
+        let mut windows = Vec::with_capacity(rows);
         let mut tokens = Vec::with_capacity(rows * t);
         let mut doc_ids = Vec::with_capacity(rows * t);
         let mut ref_loss = scored.then(|| Vec::with_capacity(rows * t));
@@ -132,6 +151,7 @@ impl Reader {
             let (group, waited) = self.prefetch.get(at.epoch, at.buffer, at.group);
             self.waited += waited;
             let group = group.map_err(Error::Invalid)?;
+            windows.push(self.group_start[at.group] + at.offset as u64);
             let span = at.offset * t..(at.offset + 1) * t;
             tokens.extend_from_slice(&group.tokens[span.clone()]);
             doc_ids.extend_from_slice(&group.doc_ids[span.clone()]);
@@ -143,11 +163,19 @@ impl Reader {
         Ok(Batch {
             rows,
             seq_len: t,
+            windows,
             tokens,
             doc_ids,
             ref_loss,
         })
     }
+}
+
+/// Optimizer steps that `epochs` passes over `windows` windows take at
+/// `per_step` windows a step: the last step takes its remainder from the
+/// next epoch's order, so every step is a full batch.
+pub fn steps_for_epochs(epochs: u64, windows: u64, per_step: u64) -> u64 {
+    (epochs * windows).div_ceil(per_step.max(1))
 }
 
 /// The rows of a global batch of `batch` windows that rank `rank` of

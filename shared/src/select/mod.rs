@@ -73,6 +73,13 @@ pub struct Selection {
     pub noise_dropped: Option<usize>,
 }
 
+/// The random stream of step `step` (0-based) of a run with seed `seed`:
+/// what [`Method::Random`] draws from, so a step's choice depends on
+/// nothing but the seed and the step (a resumed run draws the same).
+pub fn step_rng(seed: u64, step: u64) -> Rng {
+    Rng::derive(seed, &format!("select-{step}"))
+}
+
 /// Number of tokens kept out of `n` at ratio `k` in (0, 1]: ceil(k * n).
 pub fn kept(n: usize, k: f64) -> usize {
     ((k * n as f64).ceil() as usize).min(n)

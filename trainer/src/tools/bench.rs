@@ -119,6 +119,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             select: &sel,
             lr: 1e-4,
             grad_clip: 1.0,
+            trace: false,
         };
         if objective == Objective::Clm {
             // A scoring pass over the same windows: forward and per-token losses only.

@@ -22,7 +22,8 @@ pub struct ReadBenchArgs {
     /// Threads decoding row groups ahead of the reader.
     #[arg(long, default_value_t = 1)]
     pub read_threads: usize,
-    /// Seed of the order.
+    /// Seed of the order (as `trainer train --seed`: the same seed reads the
+    /// same order).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// For a set in a bucket: keep its shards, fetched whole (SHA-256

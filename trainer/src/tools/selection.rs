@@ -12,7 +12,6 @@ use clap::Args;
 use shared::model::checkpoint::{init_varmap, model_over, Checkpoint};
 use shared::model::config::LlamaConfig;
 use shared::model::Mode;
-use shared::util::rng::Rng;
 
 use crate::data::TrainData;
 use shared::select::noise::predicted;
@@ -60,10 +59,7 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
     shared::util::ratio::check_ratio("--select-ratio", a.select_ratio)
         .map_err(anyhow::Error::msg)?;
     let dev = candle_core::Device::Cpu;
-    let mut data = TrainData::open(
-        std::slice::from_ref(&a.data),
-        Rng::derive(a.seed, "data").next_u64(),
-    )?;
+    let mut data = TrainData::open(std::slice::from_ref(&a.data), a.seed)?;
     let set = &data.sets()[0];
     let docs_path = set.side_file(shared::scores::format::DOCUMENTS_FILE)?;
     let labels: HashMap<u64, String> = shared::scores::tables::read_document_ids(&docs_path)?
@@ -113,7 +109,7 @@ pub fn run(a: &SelectionArgs) -> Result<()> {
         let ce = model.token_losses(&ids)?.flatten_all()?.to_vec1::<f32>()?;
         let rl = b.ref_loss.as_ref().context("the set has no ref_loss")?;
         let (refs, docs) = predicted(rl, &b.doc_ids, t);
-        let mut rng = Rng::derive(a.seed, &format!("select-{step}"));
+        let mut rng = shared::select::step_rng(a.seed, step as u64);
         let tokens = Tokens {
             ce: &ce,
             ref_loss: &refs,
