@@ -30,6 +30,7 @@ pub fn main<E: Display>(command: impl FnOnce() -> Result<(), E>) -> ExitCode {
         }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            crate::util::say::set_quiet(false); // every rank names its error
             crate::say!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -8,6 +8,7 @@ mod util;
 mod bad_input;
 mod bucket;
 mod demo;
+mod mpi;
 mod python;
 mod readme;
 mod reports;

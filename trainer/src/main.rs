@@ -16,6 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args; // flags and TOML, validated into typed settings
 mod data; // the checks a run makes of its data (the reader: shared::reader)
+mod dist; // data-parallel training: collectives (one process, MPI), each rank's rows
 mod eval; // held-out loss and perplexity
 mod noise; // the noise filter fitted to the training data (the filter itself: shared::select)
 mod optim; // AdamW with in-place CPU kernels
@@ -161,9 +162,26 @@ fn eval_cmd(
     Ok(())
 }
 
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Train(_) => "train",
+            Command::Demo(_) => "demo",
+            Command::Selection(_) => "selection",
+            Command::Report(_) => "report",
+            Command::Bench(_) => "bench",
+            Command::ReadBench(_) => "read-bench",
+            Command::Eval { .. } => "eval",
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     shared::kernels::blas::init_and_report()?;
     shared::kernels::threads::set_threads(cli.threads);
+    if !matches!(cli.command, Command::Train(_)) {
+        dist::refuse_ranks(cli.command.name())?;
+    }
     match cli.command {
         Command::Train(a) => {
             let settings = (*a).resolve()?;

@@ -82,6 +82,11 @@ impl AdamW {
         })
     }
 
+    /// The variables, in the order of their names (the same on every rank).
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.slots.iter().map(|s| &s.var)
+    }
+
     /// Global L2 norm of the gradients.
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
         let mut sq = 0f64;

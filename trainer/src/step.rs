@@ -10,8 +10,10 @@ use shared::util::rng::Rng;
 
 use crate::args::Objective;
 use crate::data::Batch;
+use crate::dist::layout::Split;
+use crate::dist::Comm;
 use crate::optim::AdamW;
-use shared::select::{masked_mean, select, Params, Tokens};
+use shared::select::{masked_mean_over, select, Params, Tokens};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StepStats {
@@ -52,10 +54,14 @@ pub struct StepInput<'a> {
     pub grad_clip: f64,
     /// Keep the selection's inputs and weights in [`StepStats::trace`].
     pub trace: bool,
+    /// This rank's rows of the global batch, and the ranks' collectives.
+    pub split: Split,
+    pub comm: &'a dyn Comm,
 }
 
-/// Forward once per micro-batch, select over the whole global batch, then
-/// one backward pass through all of them and one AdamW update.
+/// Forward once per micro-batch, select over the whole global batch (every
+/// rank's tokens), then one backward pass through all of them, the
+/// gradients summed over the ranks, and one AdamW update.
 pub fn train_step(
     model: &Llama,
     opt: &mut AdamW,
@@ -79,17 +85,23 @@ pub fn train_step(
         }
         ces.push(ce);
     }
-    let (n, cols) = (ce_host.len(), batches[0].seq_len - 1);
+    let cols = batches[0].seq_len - 1;
 
-    // 2. Selection on detached values, over the global batch.
+    // 2. Selection on detached values, over the global batch: every rank's
+    //    values in one process's order (the same tokens, the same ties).
+    let (comm, split) = (p.comm, &p.split);
+    let ce_all = global(comm, split, ce_host, cols, |v| comm.gather_f32(v))?;
+    let ref_all = global(comm, split, ref_host, cols, |v| comm.gather_f32(v))?;
+    let doc_all = global(comm, split, doc_host, cols, |v| comm.gather_u64(v))?;
+    let n = ce_all.len();
     let selection = match p.objective {
         Objective::Clm => None,
         Objective::Slm => Some(select(
             p.select,
             &Tokens {
-                ce: &ce_host,
-                ref_loss: &ref_host,
-                doc_ids: Some(&doc_host),
+                ce: &ce_all,
+                ref_loss: &ref_all,
+                doc_ids: Some(&doc_all),
                 rows: n / cols,
                 cols,
             },
@@ -102,40 +114,49 @@ pub fn train_step(
     };
     let kept: f64 = w.iter().map(|&x| x as f64).sum();
     let mut stats = StepStats {
-        loss_all: ce_host.iter().map(|&x| x as f64).sum::<f64>() / n as f64,
+        loss_all: ce_all.iter().map(|&x| x as f64).sum::<f64>() / n as f64,
         tokens: n,
         kept,
         noise_dropped: selection.as_ref().and_then(|s| s.noise_dropped),
         ..Default::default()
     };
-    if p.trace {
-        stats.trace = Some(StepTrace {
-            ce: ce_host.clone(),
-            ref_loss: ref_host.clone(),
-            doc_ids: doc_host.clone(),
-            weights: w.clone(),
-        });
-    }
     if p.objective == Objective::Slm {
         let excess = |keep: bool| {
             let v: Vec<f64> = (0..n)
                 .filter(|&i| (w[i] > 0.0) == keep)
-                .map(|i| (ce_host[i] - ref_host[i]) as f64)
+                .map(|i| (ce_all[i] - ref_all[i]) as f64)
                 .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         (stats.excess_kept, stats.excess_dropped) = (excess(true), excess(false));
     }
+    if p.trace {
+        stats.trace = Some(StepTrace {
+            ce: ce_all.clone(),
+            ref_loss: ref_all.clone(),
+            doc_ids: doc_all.clone(),
+            weights: w.clone(),
+        });
+    }
 
-    // 3. The loss: sum(w * CE) / sum(w), i.e. divided by the kept count.
-    let Some(loss) = masked_mean(&ces, w)? else {
+    // 3. The loss: this rank's sum(w * CE) divided by the GLOBAL kept count,
+    //    so the ranks' losses (and gradients) add up to one process's.
+    let w_mine = if comm.world() == 1 {
+        w.clone()
+    } else {
+        split.local(w, cols)
+    };
+    let Some(loss) = masked_mean_over(&ces, &w_mine, kept)? else {
         stats.skipped = true; // nothing kept (threshold rule): no update
         return Ok(stats);
     };
-    stats.loss_selected = loss.to_scalar::<f32>()? as f64;
+    let mut loss_sum = [loss.to_scalar::<f32>()? as f64];
+    comm.sum_f64(&mut loss_sum)?;
+    stats.loss_selected = loss_sum[0];
 
-    // 4. Backward, clip by global norm, AdamW.
-    let grads = loss.backward()?;
+    // 4. Backward, gradients summed over the ranks, clip by global norm, AdamW.
+    let mut grads = loss.backward()?;
+    crate::dist::grads::sum_over_ranks(comm, opt.vars(), &mut grads)?;
     stats.grad_norm = opt.grad_norm(&grads)?;
     let scale = if p.grad_clip > 0.0 && stats.grad_norm > p.grad_clip {
         p.grad_clip / stats.grad_norm
@@ -146,12 +167,27 @@ pub fn train_step(
     Ok(stats)
 }
 
+/// Every rank's `local` values (its rows of each micro-batch, `cols` a row)
+/// in the global batch's order; with one rank, `local` itself.
+fn global<T: Copy>(
+    comm: &dyn Comm,
+    split: &Split,
+    local: Vec<T>,
+    cols: usize,
+    gather: impl Fn(&[T]) -> Result<Vec<Vec<T>>>,
+) -> Result<Vec<T>> {
+    if comm.world() == 1 {
+        return Ok(local);
+    }
+    Ok(split.in_global_order(&gather(&local)?, cols))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{DType, Var};
     use shared::model::loss::per_token_loss;
-    use shared::select::Method;
+    use shared::select::{masked_mean, Method};
 
     /// The masked mean gives zero gradient to every dropped token's logits and
     /// equals the mean CE of the kept tokens.

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::data::Batch;
 use crate::step::StepTrace;
 
 /// The environment variable naming the trace file.
@@ -20,6 +19,12 @@ pub const ENV: &str = "RHO1_TRACE_STEPS";
 pub struct Trace {
     path: PathBuf,
     out: BufWriter<File>,
+}
+
+/// Whether RHO1_TRACE_STEPS is set here (with several ranks: on any of
+/// them, every rank gathers the trace's values and rank 0 writes them).
+pub fn wanted() -> bool {
+    std::env::var_os(ENV).is_some()
 }
 
 impl Trace {
@@ -39,14 +44,22 @@ impl Trace {
         }))
     }
 
-    /// The line of step `step` (1-based, as in metrics.jsonl).
-    pub fn write(&mut self, step: u64, batches: &[Batch], t: &StepTrace) -> Result<()> {
+    /// The line of step `step` (1-based, as in metrics.jsonl): the global
+    /// batch's windows (indices, their `seq_len` tokens each) and `t`.
+    pub fn write(
+        &mut self,
+        step: u64,
+        windows: &[u64],
+        tokens: &[u32],
+        seq_len: usize,
+        t: &StepTrace,
+    ) -> Result<()> {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         let line = serde_json::json!({
             "step": step,
-            "windows": batches.iter().flat_map(|b| b.windows.iter().copied()).collect::<Vec<u64>>(),
-            "tokens": batches.iter().flat_map(|b| b.tokens.iter().copied()).collect::<Vec<u32>>(),
-            "cols": batches[0].seq_len - 1,
+            "windows": windows,
+            "tokens": tokens,
+            "cols": seq_len - 1,
             "ce_bits": bits(&t.ce),
             "ref_loss_bits": bits(&t.ref_loss),
             "doc_ids": t.doc_ids,

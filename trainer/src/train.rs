@@ -20,7 +20,9 @@ use shared::util::lock::DirLock;
 use shared::util::progress::Progress;
 
 use crate::args::{ModelSource, Objective, Settings};
-use crate::data::{check_model_tokenizer, check_sets, tokenizer_of, TrainData};
+use crate::data::{check_model_tokenizer, check_sets, tokenizer_of, Batch, TrainData};
+use crate::dist::layout::Split;
+use crate::dist::Comm;
 use crate::eval::{evaluate, EvalResult};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::{lr_at, ratio_at};
@@ -179,7 +181,7 @@ pub fn run(s: &Settings) -> Result<PathBuf> {
         progress.note(format!("loss {loss:.4}"));
         progress.inc(1);
         let at_end = run.st.step == run.total_steps;
-        if let (Some(signal), false) = (shared::util::interrupt::requested(), at_end) {
+        if let (Some(signal), false) = (run.stop_requested()?, at_end) {
             return run.stop(signal);
         }
         if s.run.eval_every > 0 && run.st.step.is_multiple_of(s.run.eval_every) || at_end {
@@ -209,7 +211,8 @@ struct Run<'a> {
     model: Llama,
     opt: AdamW,
     st: TrainerState,
-    metrics: MetricsLog,
+    /// None on ranks other than 0: rank 0 writes for all.
+    metrics: Option<MetricsLog>,
     total_steps: u64,
     last_eval: Option<EvalResult>,
     /// Compute dtype; the weights in `varmap` stay f32.
@@ -218,8 +221,13 @@ struct Run<'a> {
     noise: Option<shared::select::noise::NoiseFilter>,
     /// RHO1_TRACE_STEPS: each step's windows, losses and weights.
     trace: Option<crate::trace::Trace>,
-    /// This process's claim on the run directory.
-    _lock: DirLock,
+    /// RHO1_TRACE_STEPS on any rank: every rank gathers the trace's values.
+    trace_steps: bool,
+    /// The ranks' collectives, and this rank's rows of each global batch.
+    comm: Box<dyn Comm>,
+    split: Split,
+    /// This process's claim on the run directory (rank 0's).
+    _lock: Option<DirLock>,
 }
 
 /// The inputs of a run, checked against each other before anything is written.
@@ -303,6 +311,79 @@ fn fit_positions(mut cfg: LlamaConfig, seq_len: usize) -> LlamaConfig {
     cfg
 }
 
+/// With several ranks: the run's settings and data the same on every rank
+/// (refused otherwise), and a batch every rank has rows of. Returns this
+/// rank's share of each global batch.
+fn check_ranks(s: &Settings, comm: &dyn Comm, data: &TrainData) -> Result<Split> {
+    let split = Split {
+        batch: s.data.batch_size,
+        micro: s.data.grad_accum,
+        rank: comm.rank(),
+        world: comm.world(),
+    };
+    if split.world == 1 {
+        return Ok(split);
+    }
+    if s.data.batch_size < split.world {
+        bail!(
+            "--batch-size {} is the global batch of {} ranks: each rank needs at least one window (give --batch-size >= {})",
+            s.data.batch_size,
+            split.world,
+            split.world
+        );
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&serde_json::to_string(&s.identity())?, &mut h);
+    for set in data.sets() {
+        std::hash::Hash::hash(&set.manifest().job_fingerprint, &mut h);
+    }
+    crate::dist::check_same_run(comm, std::hash::Hasher::finish(&h))?;
+    shared::say!(
+        "{} ranks ({}): each reads {}-{} windows of every micro-batch of {}; selection over the global batch",
+        split.world,
+        comm.name(),
+        split.rows_of(split.world - 1),
+        split.rows_of(0),
+        split.batch
+    );
+    Ok(split)
+}
+
+/// Whether `here` holds on any rank (every rank calls it).
+fn any_rank(comm: &dyn Comm, here: bool) -> Result<bool> {
+    let mut n = [f64::from(u8::from(here))];
+    comm.sum_f64(&mut n)?;
+    Ok(n[0] > 0.0)
+}
+
+/// The windows (indices, tokens) of the global batch, for the step trace.
+fn global_windows(
+    comm: &dyn Comm,
+    split: &Split,
+    batches: &[Batch],
+) -> Result<(Vec<u64>, Vec<u32>)> {
+    let windows: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.windows.iter().copied())
+        .collect();
+    let tokens: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.tokens.iter().map(|&t| t as u64))
+        .collect();
+    if comm.world() == 1 {
+        return Ok((windows, tokens.into_iter().map(|t| t as u32).collect()));
+    }
+    let t = batches[0].seq_len;
+    Ok((
+        split.in_global_order(&comm.gather_u64(&windows)?, 1),
+        split
+            .in_global_order(&comm.gather_u64(&tokens)?, t)
+            .into_iter()
+            .map(|t| t as u32)
+            .collect(),
+    ))
+}
+
 /// Steps the run takes: the smallest of --max-steps, --max-tokens and --epochs.
 fn total_steps(s: &Settings, data: &TrainData) -> u64 {
     let windows_per_step = (s.data.batch_size * s.data.grad_accum) as u64;
@@ -325,9 +406,13 @@ fn resume_or_start(
     varmap: &VarMap,
     opt: &mut AdamW,
     dev: &Device,
+    writer: bool,
 ) -> Result<Option<TrainerState>> {
     let settings_path = s.run.out.join(SETTINGS_FILE);
     if !s.run.resume {
+        if !writer {
+            return Ok(None); // rank 0 checks and records the run
+        }
         if s.run.out.join(METRICS_FILE).exists() {
             bail!(
                 "{} already holds a run: pass --resume to continue it, or choose another --out",
@@ -381,6 +466,9 @@ impl<'a> Run<'a> {
     /// Checks, model, run directory and resume point; nothing in the run
     /// directory is touched before every check has passed.
     fn setup(s: &'a Settings) -> Result<Self> {
+        let comm = crate::dist::connect()?;
+        let writer = comm.rank() == 0; // rank 0 writes for all
+        shared::util::say::set_quiet(!writer);
         let dev = s.run.device.open()?;
         let dtype = s.model.dtype.dtype();
         shared::util::device::check_dtype(&dev, dtype)?;
@@ -391,13 +479,12 @@ impl<'a> Run<'a> {
             LOCK_FILE,
         ];
         shared::util::outdir::check_ours(&s.run.out, &ours, "a training run")?;
-        shared::util::outdir::check_writable(&s.run.out)?;
+        if writer {
+            shared::util::outdir::check_writable(&s.run.out)?;
+        }
         // A directory that exists may have a trainer in it now: refused
         // before the start-up checks; a new one is claimed once it is made.
-        let early = s
-            .run
-            .out
-            .is_dir()
+        let early = (writer && s.run.out.is_dir())
             .then(|| lock_run(&s.run.out))
             .transpose()?;
         let Checked {
@@ -408,6 +495,7 @@ impl<'a> Run<'a> {
             cfg,
             varmap,
         } = check_inputs(s, &dev)?;
+        let split = check_ranks(s, comm.as_ref(), &data)?;
         let total_steps = total_steps(s, &data);
         let noise = match (s.select.noise_quantile, &noise_scores) {
             (Some(q), Some(scores)) => {
@@ -421,10 +509,11 @@ impl<'a> Run<'a> {
             _ => None,
         };
 
-        let made = NewDir::make(&s.run.out)?;
+        let made = writer.then(|| NewDir::make(&s.run.out)).transpose()?;
         let lock = match early {
-            Some(l) => l,
-            None => lock_run(&s.run.out)?,
+            Some(l) => Some(l),
+            None if writer => Some(lock_run(&s.run.out)?),
+            None => None,
         };
         let mut opt = AdamW::new(
             &varmap,
@@ -435,8 +524,10 @@ impl<'a> Run<'a> {
                 ..AdamWConfig::default()
             },
         )?;
-        let resumed = resume_or_start(s, &varmap, &mut opt, &dev)?;
-        let metrics = MetricsLog::open(&s.run.out, resumed.as_ref().map(|st| st.step))?;
+        let resumed = resume_or_start(s, &varmap, &mut opt, &dev, writer)?;
+        let metrics = writer
+            .then(|| MetricsLog::open(&s.run.out, resumed.as_ref().map(|st| st.step)))
+            .transpose()?;
         let mut st = resumed.unwrap_or(TrainerState {
             seed: s.data.seed,
             ..Default::default()
@@ -478,10 +569,16 @@ impl<'a> Run<'a> {
             last_eval: None,
             dtype,
             noise,
-            trace: crate::trace::Trace::from_env()?,
+            trace: writer
+                .then(crate::trace::Trace::from_env)
+                .transpose()?
+                .flatten(),
+            trace_steps: any_rank(comm.as_ref(), crate::trace::wanted())?,
+            comm,
+            split,
             _lock: lock,
         })
-        .inspect(|_| made.keep())
+        .inspect(|_| made.map_or((), NewDir::keep))
     }
 
     /// One optimizer step over `batch_size * grad_accum` windows, and its
@@ -490,10 +587,11 @@ impl<'a> Run<'a> {
         let (s, st) = (self.s, &mut self.st);
         let t0 = Instant::now();
         let windows_per_step = (s.data.batch_size * s.data.grad_accum) as u64;
+        let rows = self.split.rows(); // this rank's rows of each micro-batch
         let batches = (0..s.data.grad_accum)
             .map(|i| {
-                let cursor = st.cursor + (i * s.data.batch_size) as u64;
-                self.data.batch(cursor, s.data.batch_size)
+                let cursor = st.cursor + (i * s.data.batch_size + rows.start) as u64;
+                self.data.batch(cursor, rows.len())
             })
             .collect::<shared::Result<Vec<_>>>()?;
         let data_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -523,7 +621,9 @@ impl<'a> Run<'a> {
             select: &params,
             lr,
             grad_clip: s.optim.grad_clip,
-            trace: self.trace.is_some(),
+            trace: self.trace_steps,
+            split: self.split,
+            comm: self.comm.as_ref(),
         };
         if self.dtype != DType::F32 {
             self.model = model_over(&self.varmap, &self.cfg, self.dtype, &self.dev, Mode::Train)?;
@@ -545,8 +645,11 @@ impl<'a> Run<'a> {
             );
         }
         st.step += 1;
-        if let (Some(trace), Some(t)) = (self.trace.as_mut(), stats.trace.as_ref()) {
-            trace.write(st.step, &batches, t)?;
+        if let Some(t) = stats.trace.as_ref() {
+            let (windows, tokens) = global_windows(self.comm.as_ref(), &self.split, &batches)?;
+            if let Some(trace) = self.trace.as_mut() {
+                trace.write(st.step, &windows, &tokens, batches[0].seq_len, t)?;
+            }
         }
         st.cursor += windows_per_step;
         st.tokens_seen += stats.tokens as u64;
@@ -554,7 +657,10 @@ impl<'a> Run<'a> {
         st.adam_t = self.opt.t;
         let secs = t0.elapsed().as_secs_f64();
         shared::util::fault::point("step");
-        self.metrics.write(&Record::Step(StepRecord {
+        let Some(metrics) = self.metrics.as_mut() else {
+            return Ok(stats.loss_all); // rank 0 writes the step's line
+        };
+        metrics.write(&Record::Step(StepRecord {
             step: st.step,
             lr,
             ratio,
@@ -578,14 +684,15 @@ impl<'a> Run<'a> {
 
     /// Held-out loss on --eval-data (if given), written to metrics.jsonl.
     fn evaluate(&mut self) -> Result<()> {
-        let Some(set) = &self.eval_set else {
-            return Ok(());
+        let (Some(set), Some(_)) = (&self.eval_set, &self.metrics) else {
+            return Ok(()); // no held-out set, or not rank 0
         };
         let m = model_over(&self.varmap, &self.cfg, DType::F32, &self.dev, Mode::Infer)?;
         let s = self.s;
         let r = evaluate(&m, set, s.data.batch_size, s.run.eval_windows, &self.dev)?;
         let st = &self.st;
-        self.metrics.write(&Record::Eval(EvalRecord {
+        let metrics = self.metrics.as_mut().expect("rank 0 holds the metrics");
+        metrics.write(&Record::Eval(EvalRecord {
             step: st.step,
             eval_loss: r.loss,
             eval_ppl: r.ppl,
@@ -597,8 +704,19 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The stop signal this process or any other rank caught: every rank
+    /// stops after the same step.
+    fn stop_requested(&self) -> Result<Option<&'static str>> {
+        let here = shared::util::interrupt::requested();
+        let any = any_rank(self.comm.as_ref(), here.is_some())?;
+        Ok(here.or(any.then_some("a signal to another rank")))
+    }
+
     /// A checkpoint with optimizer moments and trainer state, written atomically.
     fn save(&self, dir: &Path) -> Result<()> {
+        if self.comm.rank() != 0 {
+            return Ok(()); // rank 0 writes for all: every rank holds the same model
+        }
         let tok = self.tokenizer_json.as_deref();
         state::save(dir, &self.cfg, &self.varmap, tok, &self.opt, &self.st)
     }

@@ -148,7 +148,17 @@ impl StreamCut {
 /// tensors (each (B, T-1), `w` their weights in order), so every kept token
 /// counts the same whichever micro-batch holds it. None when nothing is kept.
 pub fn masked_mean(ces: &[Tensor], w: &[f32]) -> candle_core::Result<Option<Tensor>> {
-    let kept: f64 = w.iter().map(|&x| x as f64).sum();
+    masked_mean_over(ces, w, w.iter().map(|&x| x as f64).sum())
+}
+
+/// sum(w * ce) / `kept`: [`masked_mean`] with the divisor given, for one
+/// rank's share of a global batch whose kept count is `kept` (the ranks'
+/// losses then add up to the global one). None when `kept` is 0.
+pub fn masked_mean_over(
+    ces: &[Tensor],
+    w: &[f32],
+    kept: f64,
+) -> candle_core::Result<Option<Tensor>> {
     if kept == 0.0 {
         return Ok(None);
     }

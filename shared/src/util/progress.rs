@@ -20,7 +20,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str, unit: &str, total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = (std::io::stderr().is_terminal() && !crate::util::say::is_quiet()).then(|| {
             let bar = ProgressBar::new(total);
             let template = format!("{label} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} elapsed {{elapsed}} ETA {{eta}} {{msg}}");
             if let Ok(style) = ProgressStyle::with_template(&template) {
@@ -43,7 +43,7 @@ impl Progress {
     /// Progress of work whose total is not known ahead: a spinner with the
     /// count and rate on a terminal, plain lines every 10 s otherwise.
     pub fn counter(label: &str, unit: &str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = (std::io::stderr().is_terminal() && !crate::util::say::is_quiet()).then(|| {
             let bar = ProgressBar::new_spinner();
             let template =
                 format!("{label} {{spinner}} {{pos}} {unit} {{per_sec}} elapsed {{elapsed}}");

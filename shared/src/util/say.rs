@@ -2,12 +2,29 @@
 //! panic when the stream is closed (`trainer train 2>&1 | head -2`); these
 //! drop the line instead, and the work goes on.
 
-/// A line on stderr (logs, progress, warnings); dropped if stderr is closed.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Silences [`say!`] in this process (ranks other than 0 of a data-parallel
+/// run: rank 0 speaks for all). Errors are still printed.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A line on stderr (logs, progress, warnings); dropped if stderr is closed
+/// or the process is quiet ([`set_quiet`]).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        if !$crate::util::say::is_quiet() {
+            let _ = writeln!(std::io::stderr(), $($arg)*);
+        }
     }};
 }
 

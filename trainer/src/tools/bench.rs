@@ -120,6 +120,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             lr: 1e-4,
             grad_clip: 1.0,
             trace: false,
+            split: crate::dist::layout::Split::single(a.batch_size, 1),
+            comm: &crate::dist::Solo,
         };
         if objective == Objective::Clm {
             // A scoring pass over the same windows: forward and per-token losses only.

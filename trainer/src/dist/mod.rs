@@ -1,0 +1,109 @@
+//! Data-parallel training across processes: the collectives a step needs
+//! behind one small trait, [`Comm`], with one process ([`Solo`]) and MPI
+//! (`mpi`, the cargo feature of the same name: `mpirun -np N trainer train
+//! ...`, or `srun --mpi=pmix`). Each rank reads its rows of every global
+//! batch ([`layout`]), the selection runs on the global batch's values
+//! (all-gathered), the gradients are summed over ranks before the
+//! optimizer step, so every rank holds the same model after every step.
+
+pub mod grads; // the gradients of a step summed over the ranks
+pub mod layout; // each rank's rows in the global batch
+#[cfg(feature = "mpi")]
+mod mpi; // the MPI backend
+
+use anyhow::{bail, Result};
+
+/// The collectives of a data-parallel step. Every rank calls the same ones
+/// in the same order.
+pub trait Comm {
+    fn rank(&self) -> usize;
+    fn world(&self) -> usize;
+    /// Element-wise sum over the ranks, in place.
+    fn sum_f32(&self, buf: &mut [f32]) -> Result<()>;
+    /// Element-wise sum over the ranks, in place.
+    fn sum_f64(&self, buf: &mut [f64]) -> Result<()>;
+    /// Every rank's `local`, in rank order (lengths may differ).
+    fn gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>>;
+    /// Every rank's `local`, in rank order (lengths may differ).
+    fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>>;
+    /// Which backend, for the start-up line.
+    fn name(&self) -> &'static str;
+}
+
+/// One process: every collective is the identity.
+pub struct Solo;
+
+impl Comm for Solo {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world(&self) -> usize {
+        1
+    }
+    fn sum_f32(&self, _: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
+    fn sum_f64(&self, _: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+    fn gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![local.to_vec()])
+    }
+    fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>> {
+        Ok(vec![local.to_vec()])
+    }
+    fn name(&self) -> &'static str {
+        "one process"
+    }
+}
+
+/// The ranks a launcher started this process among, from its environment
+/// (Open MPI's mpirun, PMI / PMIx under Slurm's srun); None when it was not
+/// started by one.
+pub fn launched_world() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .or_else(|| std::env::var_os("PMIX_RANK").map(|_| 0))
+}
+
+/// The communicator this process trains with: MPI when a launcher started
+/// it (and the binary has the `mpi` feature), else one process. A binary
+/// without the feature started as several ranks refuses, rather than
+/// running N copies of one run into the same directory.
+pub fn connect() -> Result<Box<dyn Comm>> {
+    let launched = launched_world();
+    #[cfg(feature = "mpi")]
+    if launched.is_some() {
+        return Ok(Box::new(mpi::Mpi::init()?));
+    }
+    if let Some(n) = launched.filter(|&n| n != 1) {
+        bail!(
+            "this trainer was started as one of {} ranks (by mpirun or srun) but was built without MPI: build it with `cargo build --release --features trainer/mpi` (docs/distributed.md)",
+            if n == 0 { "several".to_string() } else { n.to_string() }
+        );
+    }
+    Ok(Box::new(Solo))
+}
+
+/// Refuses a command other than `train` started as several ranks: each rank
+/// would do the whole job into the same files.
+pub fn refuse_ranks(command: &str) -> Result<()> {
+    if launched_world().is_some_and(|n| n != 1) {
+        bail!("`trainer {command}` runs as one process; only `trainer train` runs as several ranks (started by mpirun or srun)");
+    }
+    Ok(())
+}
+
+/// Refuses to start unless every rank runs the same configuration:
+/// `fingerprint` hashes the settings that define the run and the data.
+pub fn check_same_run(comm: &dyn Comm, fingerprint: u64) -> Result<()> {
+    let all = comm.gather_u64(&[fingerprint])?;
+    let differ: Vec<usize> = (0..all.len()).filter(|&r| all[r] != all[0]).collect();
+    if !differ.is_empty() {
+        bail!(
+            "the ranks were started with different settings or data: rank(s) {differ:?} differ from rank 0 (every rank must run the same `trainer train` command on the same score sets)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The MPI backend (the `mpi` crate over the system's MPI, Open MPI here):
+//! sums by MPI_Allreduce, variable-length gathers by MPI_Allgatherv.
+//! Buffers over 2^31 - 1 elements (MPI's int counts) go in pieces.
+
+use anyhow::{anyhow, Result};
+use mpi::collective::SystemOperation;
+use mpi::datatype::{Equivalence, PartitionMut};
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+use super::Comm;
+
+/// Elements per MPI call (counts are C ints).
+const PIECE: usize = 1 << 30;
+
+pub struct Mpi {
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    /// MPI_Finalize when dropped, after the communicator.
+    _universe: Universe,
+}
+
+impl Mpi {
+    pub fn init() -> Result<Self> {
+        let universe = mpi::initialize()
+            .ok_or_else(|| anyhow!("MPI was already initialised in this process"))?;
+        let world = universe.world();
+        Ok(Mpi {
+            rank: world.rank() as usize,
+            size: world.size() as usize,
+            world,
+            _universe: universe,
+        })
+    }
+
+    fn sum<T: Equivalence + Copy>(&self, buf: &mut [T]) -> Result<()> {
+        for piece in buf.chunks_mut(PIECE) {
+            let send = piece.to_vec();
+            self.world
+                .all_reduce_into(&send[..], piece, SystemOperation::sum());
+        }
+        Ok(())
+    }
+
+    fn gather<T: Equivalence + Copy + Default>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
+        let mut counts = vec![0i32; self.size];
+        let n = i32::try_from(local.len()).map_err(|_| {
+            anyhow!(
+                "{} values to gather from one rank: over MPI's limit",
+                local.len()
+            )
+        })?;
+        self.world.all_gather_into(&n, &mut counts[..]);
+        let displs: Vec<i32> = counts
+            .iter()
+            .scan(0i32, |at, &c| {
+                let d = *at;
+                *at += c;
+                Some(d)
+            })
+            .collect();
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        let mut all = vec![T::default(); total];
+        {
+            let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            self.world.all_gather_varcount_into(local, &mut part);
+        }
+        Ok(displs
+            .iter()
+            .zip(&counts)
+            .map(|(&d, &c)| all[d as usize..(d + c) as usize].to_vec())
+            .collect())
+    }
+}
+
+impl Comm for Mpi {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world(&self) -> usize {
+        self.size
+    }
+    fn sum_f32(&self, buf: &mut [f32]) -> Result<()> {
+        self.sum(buf)
+    }
+    fn sum_f64(&self, buf: &mut [f64]) -> Result<()> {
+        self.sum(buf)
+    }
+    fn gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.gather(local)
+    }
+    fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>> {
+        self.gather(local)
+    }
+    fn name(&self) -> &'static str {
+        "MPI"
+    }
+}
