@@ -380,3 +380,66 @@ fn dtype_is_recorded_and_a_job_keeps_it() {
     );
     assert!(!dir.join("bad").exists());
 }
+
+/// `mpirun -np 2 scorer score ...`: each rank is a part of the job (rank r
+/// of N = --shard-index r --num-shards N), the set equals one process's.
+#[test]
+fn mpirun_ranks_are_the_parts_of_a_job() {
+    let has_mpirun = Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_mpirun {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide mpirun (.ci/run installs Open MPI)"
+        );
+        eprintln!("SKIPPED: no mpirun (Open MPI)");
+        return;
+    }
+    let dir = scratch("mpirun_parts");
+    let tok = tokenizer(&dir);
+    let model = fixture("llama-mha");
+    let corpus = data("clean_heldout.jsonl.zst");
+    let single = dir.join("single");
+    run_ok(SCORER, &score_args(&model, &tok, &corpus, &single));
+    let ranked = dir.join("ranked");
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "mpirun",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            "2",
+        ])
+        .args(["-x", "RAYON_NUM_THREADS=1", SCORER])
+        .args(score_args(&model, &tok, &corpus, &ranked))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("rank 1 of 2: part 1 of the job's 2 parts"),
+        "{err}"
+    );
+    assert_same_files(&single, &ranked);
+
+    // a rank given its own part as well is refused: the ranks are the parts
+    let mut args = score_args(&model, &tok, &corpus, &ranked);
+    args.extend(["--num-shards", "4", "--shard-index", "1"]);
+    let out = Command::new(SCORER)
+        .args(&args)
+        .env("OMPI_COMM_WORLD_RANK", "1")
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("leave out --shard-index and --num-shards")
+    );
+}

@@ -260,10 +260,30 @@ fn a_trainer_without_mpi_refuses_to_run_as_ranks() {
     let out = Command::new(TRAINER)
         .args(["read-bench", "--data", s(&fixture("scoreset-v1"))])
         .env("OMPI_COMM_WORLD_SIZE", "2")
+        .env("OMPI_COMM_WORLD_RANK", "1")
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("only `trainer train` runs as several ranks")
     );
+}
+
+#[test]
+fn a_hung_rank_ends_the_run_within_the_bound() {
+    let Some(bin) = mpi_trainer() else { return };
+    let dir = scratch("mpi_hang");
+    // rank 1 stops for good after its 5th update; rank 0 waits 3 s at most
+    let script = r#"export RHO1_DIST_TIMEOUT=3; if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then export RHO1_STALL_AT=step#5; fi; exec "$0" "$@""#;
+    let t0 = Instant::now();
+    let out = mpirun_script(2, &bin, &train_args(&dir.join("run"), "slm", 15), script);
+    let waited = t0.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rank 0: the other ranks did not answer for 3 s"),
+        "{err}"
+    );
+    assert!(waited < Duration::from_secs(60), "{waited:?}");
+    eprintln!("a hung rank: the run ended after {waited:.1?}");
 }

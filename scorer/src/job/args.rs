@@ -138,6 +138,32 @@ impl CommonArgs {
         Ok(())
     }
 
+    /// This process's part of the job: --shard-index of --num-shards, or,
+    /// started by mpirun or srun as rank r of N, part r of N (one command
+    /// for a multi-node job; docs/distributed.md).
+    fn part(&self) -> Result<(usize, usize)> {
+        match shared::util::launcher::ranks() {
+            Some(r) if r.world > 1 => {
+                if self.num_shards != 1 || self.shard_index != 0 {
+                    bail!(
+                        "started as rank {} of {} (by mpirun or srun), and the ranks are the job's parts: leave out --shard-index and --num-shards",
+                        r.rank,
+                        r.world
+                    );
+                }
+                shared::say!(
+                    "rank {} of {}: part {} of the job's {} parts",
+                    r.rank,
+                    r.world,
+                    r.rank,
+                    r.world
+                );
+                Ok((r.rank, r.world))
+            }
+            _ => Ok((self.shard_index, self.num_shards)),
+        }
+    }
+
     /// The job's settings; `run` is the model pass of `scorer score` (None for pack).
     fn settings(&self, tokenizer: PathBuf, run: Option<(PathBuf, &RunArgs)>) -> Result<Settings> {
         self.validate()?;
@@ -154,6 +180,7 @@ impl CommonArgs {
             }
             None => (None, 1, candle_core::Device::Cpu),
         };
+        let (part, parts) = self.part()?;
         Ok(Settings {
             corpus: self.corpus.clone(),
             tokenizer,
@@ -164,8 +191,8 @@ impl CommonArgs {
             batch_size,
             shard_windows: (self.shard_tokens / self.seq_len).max(1),
             row_group_windows: (self.row_group_tokens / self.seq_len).max(1),
-            part: self.shard_index,
-            parts: self.num_shards,
+            part,
+            parts,
             text_field: self.text_field.clone(),
             device,
             dtype: candle_core::DType::F32,

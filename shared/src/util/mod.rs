@@ -8,6 +8,7 @@ pub mod gguf; // the GGUF container: metadata look-ups, tensors dequantized
 pub mod guard; // decoder panics caught and turned into errors
 pub mod hash; // SHA-256 fingerprints
 pub mod interrupt; // SIGTERM / SIGINT as a request to stop between steps
+pub mod launcher; // the rank and world size mpirun or srun started this process as
 pub mod location; // local paths only: URLs refused by scheme, file:// made a path
 pub mod lock; // a directory claimed by one process, the holder named to the next
 pub mod outdir; // an --out that is new, empty or ours; never inside an input

@@ -10,8 +10,11 @@ pub mod grads; // the gradients of a step summed over the ranks
 pub mod layout; // each rank's rows in the global batch
 #[cfg(feature = "mpi")]
 mod mpi; // the MPI backend
+#[cfg(feature = "mpi")]
+mod watchdog; // a bound on waiting for a hung rank
 
 use anyhow::{bail, Result};
+use shared::util::launcher::ranks;
 
 /// The collectives of a data-parallel step. Every rank calls the same ones
 /// in the same order.
@@ -57,30 +60,20 @@ impl Comm for Solo {
     }
 }
 
-/// The ranks a launcher started this process among, from its environment
-/// (Open MPI's mpirun, PMI / PMIx under Slurm's srun); None when it was not
-/// started by one.
-pub fn launched_world() -> Option<usize> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .or_else(|| std::env::var_os("PMIX_RANK").map(|_| 0))
-}
-
 /// The communicator this process trains with: MPI when a launcher started
 /// it (and the binary has the `mpi` feature), else one process. A binary
 /// without the feature started as several ranks refuses, rather than
 /// running N copies of one run into the same directory.
 pub fn connect() -> Result<Box<dyn Comm>> {
-    let launched = launched_world();
+    let launched = ranks();
     #[cfg(feature = "mpi")]
     if launched.is_some() {
         return Ok(Box::new(mpi::Mpi::init()?));
     }
-    if let Some(n) = launched.filter(|&n| n != 1) {
+    if let Some(r) = launched.filter(|r| r.world > 1) {
         bail!(
             "this trainer was started as one of {} ranks (by mpirun or srun) but was built without MPI: build it with `cargo build --release --features trainer/mpi` (docs/distributed.md)",
-            if n == 0 { "several".to_string() } else { n.to_string() }
+            r.world
         );
     }
     Ok(Box::new(Solo))
@@ -89,7 +82,7 @@ pub fn connect() -> Result<Box<dyn Comm>> {
 /// Refuses a command other than `train` started as several ranks: each rank
 /// would do the whole job into the same files.
 pub fn refuse_ranks(command: &str) -> Result<()> {
-    if launched_world().is_some_and(|n| n != 1) {
+    if ranks().is_some_and(|r| r.world > 1) {
         bail!("`trainer {command}` runs as one process; only `trainer train` runs as several ranks (started by mpirun or srun)");
     }
     Ok(())

@@ -9,6 +9,7 @@ use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use super::watchdog::Watchdog;
 use super::Comm;
 
 /// Elements per MPI call (counts are C ints).
@@ -18,6 +19,7 @@ pub struct Mpi {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
+    watchdog: Watchdog,
     /// MPI_Finalize when dropped, after the communicator.
     _universe: Universe,
 }
@@ -27,9 +29,11 @@ impl Mpi {
         let universe = mpi::initialize()
             .ok_or_else(|| anyhow!("MPI was already initialised in this process"))?;
         let world = universe.world();
+        let rank = world.rank() as usize;
         Ok(Mpi {
-            rank: world.rank() as usize,
+            rank,
             size: world.size() as usize,
+            watchdog: Watchdog::start(rank),
             world,
             _universe: universe,
         })
@@ -38,8 +42,10 @@ impl Mpi {
     fn sum<T: Equivalence + Copy>(&self, buf: &mut [T]) -> Result<()> {
         for piece in buf.chunks_mut(PIECE) {
             let send = piece.to_vec();
-            self.world
-                .all_reduce_into(&send[..], piece, SystemOperation::sum());
+            self.watchdog.watch(|| {
+                self.world
+                    .all_reduce_into(&send[..], piece, SystemOperation::sum())
+            });
         }
         Ok(())
     }
@@ -52,7 +58,8 @@ impl Mpi {
                 local.len()
             )
         })?;
-        self.world.all_gather_into(&n, &mut counts[..]);
+        self.watchdog
+            .watch(|| self.world.all_gather_into(&n, &mut counts[..]));
         let displs: Vec<i32> = counts
             .iter()
             .scan(0i32, |at, &c| {
@@ -65,7 +72,8 @@ impl Mpi {
         let mut all = vec![T::default(); total];
         {
             let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
-            self.world.all_gather_varcount_into(local, &mut part);
+            self.watchdog
+                .watch(|| self.world.all_gather_varcount_into(local, &mut part));
         }
         Ok(displs
             .iter()
