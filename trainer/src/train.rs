@@ -223,6 +223,8 @@ struct Run<'a> {
     trace: Option<crate::trace::Trace>,
     /// RHO1_TRACE_STEPS on any rank: every rank gathers the trace's values.
     trace_steps: bool,
+    /// The step this process started at (0, or the resumed one).
+    first_step: u64,
     /// The ranks' collectives, and this rank's rows of each global batch.
     comm: Box<dyn Comm>,
     split: Split,
@@ -553,6 +555,7 @@ impl<'a> Run<'a> {
             data.seq_len(),
             s.data.batch_size * s.data.grad_accum,
         );
+        let first_step = st.step;
         Ok(Run {
             s,
             dev,
@@ -574,6 +577,7 @@ impl<'a> Run<'a> {
                 .transpose()?
                 .flatten(),
             trace_steps: any_rank(comm.as_ref(), crate::trace::wanted())?,
+            first_step,
             comm,
             split,
             _lock: lock,
@@ -747,6 +751,10 @@ impl<'a> Run<'a> {
     /// Writes `final/` (unless a resumed run already holds it for this step)
     /// and prints the held-out loss.
     fn finish(mut self) -> Result<PathBuf> {
+        if self.comm.world() > 1 {
+            let steps = self.st.step - self.first_step;
+            shared::say!("{}", self.comm.usage().line(steps));
+        }
         let final_dir = self.s.run.out.join("final");
         let done = final_dir.join(state::STATE_FILE).is_file()
             && state::load_state(&final_dir)?.step == self.st.step;

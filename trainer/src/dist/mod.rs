@@ -31,6 +31,36 @@ pub trait Comm {
     fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>>;
     /// Which backend, for the start-up line.
     fn name(&self) -> &'static str;
+    /// Time and bytes spent in collectives so far.
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
+}
+
+/// What the collectives of a run cost this rank.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub calls: u64,
+    /// Wall time inside collectives (waiting for slower ranks included).
+    pub seconds: f64,
+    /// Bytes this rank contributed to sums (the gradients, mostly).
+    pub summed_bytes: u64,
+    /// Bytes this rank received from gathers (the selection's inputs).
+    pub gathered_bytes: u64,
+}
+
+impl Usage {
+    /// The line rank 0 prints at the end of a run of `steps` steps.
+    pub fn line(&self, steps: u64) -> String {
+        format!(
+            "collectives: {} calls, {:.2} s ({:.1} ms a step), {:.1} MB summed, {:.1} MB gathered",
+            self.calls,
+            self.seconds,
+            self.seconds * 1e3 / steps.max(1) as f64,
+            self.summed_bytes as f64 / 1e6,
+            self.gathered_bytes as f64 / 1e6
+        )
+    }
 }
 
 /// One process: every collective is the identity.

@@ -9,8 +9,11 @@ use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
 use super::watchdog::Watchdog;
-use super::Comm;
+use super::{Comm, Usage};
 
 /// Elements per MPI call (counts are C ints).
 const PIECE: usize = 1 << 30;
@@ -20,6 +23,10 @@ pub struct Mpi {
     rank: usize,
     size: usize,
     watchdog: Watchdog,
+    calls: AtomicU64,
+    nanos: AtomicU64,
+    summed: AtomicU64,
+    gathered: AtomicU64,
     /// MPI_Finalize when dropped, after the communicator.
     _universe: Universe,
 }
@@ -34,15 +41,31 @@ impl Mpi {
             rank,
             size: world.size() as usize,
             watchdog: Watchdog::start(rank),
+            calls: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+            summed: AtomicU64::new(0),
+            gathered: AtomicU64::new(0),
             world,
             _universe: universe,
         })
     }
 
+    /// Runs the collective `f` under the watchdog, counting its time.
+    fn timed<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t0 = Instant::now();
+        let out = self.watchdog.watch(f);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
     fn sum<T: Equivalence + Copy>(&self, buf: &mut [T]) -> Result<()> {
+        self.summed
+            .fetch_add(std::mem::size_of_val(buf) as u64, Ordering::Relaxed);
         for piece in buf.chunks_mut(PIECE) {
             let send = piece.to_vec();
-            self.watchdog.watch(|| {
+            self.timed(|| {
                 self.world
                     .all_reduce_into(&send[..], piece, SystemOperation::sum())
             });
@@ -58,8 +81,7 @@ impl Mpi {
                 local.len()
             )
         })?;
-        self.watchdog
-            .watch(|| self.world.all_gather_into(&n, &mut counts[..]));
+        self.timed(|| self.world.all_gather_into(&n, &mut counts[..]));
         let displs: Vec<i32> = counts
             .iter()
             .scan(0i32, |at, &c| {
@@ -69,11 +91,12 @@ impl Mpi {
             })
             .collect();
         let total: usize = counts.iter().map(|&c| c as usize).sum();
+        self.gathered
+            .fetch_add((total * std::mem::size_of::<T>()) as u64, Ordering::Relaxed);
         let mut all = vec![T::default(); total];
         {
             let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
-            self.watchdog
-                .watch(|| self.world.all_gather_varcount_into(local, &mut part));
+            self.timed(|| self.world.all_gather_varcount_into(local, &mut part));
         }
         Ok(displs
             .iter()
@@ -104,5 +127,13 @@ impl Comm for Mpi {
     }
     fn name(&self) -> &'static str {
         "MPI"
+    }
+    fn usage(&self) -> Usage {
+        Usage {
+            calls: self.calls.load(Ordering::Relaxed),
+            seconds: self.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            summed_bytes: self.summed.load(Ordering::Relaxed),
+            gathered_bytes: self.gathered.load(Ordering::Relaxed),
+        }
     }
 }
