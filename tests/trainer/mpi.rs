@@ -287,3 +287,46 @@ fn a_hung_rank_ends_the_run_within_the_bound() {
     assert!(waited < Duration::from_secs(60), "{waited:?}");
     eprintln!("a hung rank: the run ended after {waited:.1?}");
 }
+
+/// --shard-optimizer (ZeRO-1): 2 ranks, each keeping half the moments,
+/// train as one unsharded process; its checkpoint (moments gathered to
+/// rank 0) resumes on one unsharded process on the same curve.
+#[test]
+fn a_sharded_optimizer_trains_and_resumes_as_one_process() {
+    let Some(bin) = mpi_trainer() else { return };
+    let dir = scratch("mpi_zero");
+    let (one, cut) = (dir.join("one"), dir.join("cut"));
+    let out = Command::new(&bin)
+        .args(train_args(&one, "slm", 15))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sharded = train_args(&cut, "slm", 15);
+    sharded.push("--shard-optimizer".into());
+    let out = mpirun(2, &bin, &sharded, "RHO1_KILL_AT=step#8");
+    assert!(!out.status.success(), "rank 1 was to be killed at step 8");
+    assert!(cut.join("checkpoints/step-000005").is_dir());
+    let before = steps(&cut);
+    let gap = largest_gap(&steps(&one)[..before.len()], &before);
+    eprintln!(
+        "sharded optimizer, 2 ranks vs 1 process: largest loss gap {gap:.3e} over {} steps",
+        before.len()
+    );
+    assert!(gap < 1e-4, "{gap}");
+    // the sharded run's checkpoint on one process, unsharded
+    let mut a = train_args(&cut, "slm", 15);
+    a.push("--resume".into());
+    let out = Command::new(&bin).args(&a).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gap = largest_gap(&steps(&one), &steps(&cut));
+    eprintln!("sharded checkpoint resumed on 1 process: largest loss gap {gap:.3e}");
+    assert!(gap < 1e-4, "{gap}");
+}

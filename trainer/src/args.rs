@@ -217,6 +217,7 @@ pub struct RunSettings {
     pub device: DeviceSpec,
     pub cache: Option<PathBuf>,
     pub cache_gb: f64,
+    pub shard_optimizer: bool,
 }
 
 impl Default for RunSettings {
@@ -234,6 +235,7 @@ impl Default for RunSettings {
             device: DeviceSpec::Cpu,
             cache: None,
             cache_gb: 50.0,
+            shard_optimizer: false,
         }
     }
 }
@@ -458,6 +460,12 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceSpec>,
+    /// With several ranks (mpirun): ZeRO stage 1, each rank keeps the AdamW
+    /// moments of its share of the variables only (1/N of the optimizer's
+    /// memory); the same updates, checkpoints and curve as without.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub shard_optimizer: bool,
 }
 
 /// `over`'s keys replace `base`'s, one level into each section.

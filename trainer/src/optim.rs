@@ -35,6 +35,10 @@ impl Default for AdamWConfig {
 struct Slot {
     name: String,
     var: Var,
+    /// This rank updates the variable and keeps its moments (all, unless
+    /// sharded: `crate::dist::zero`).
+    owned: bool,
+    /// Empty when not owned.
     m: Tensor,
     v: Tensor,
     decay: bool,
@@ -51,6 +55,17 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(varmap: &VarMap, cfg: AdamWConfig) -> Result<Self> {
+        Self::new_owning(varmap, cfg, |_, _| true)
+    }
+
+    /// An optimizer that updates (and keeps moments for) only the variables
+    /// `owns(index, elements)` picks, in the order of their names: one
+    /// rank's share under ZeRO stage 1 (`crate::dist::zero`).
+    pub fn new_owning(
+        varmap: &VarMap,
+        cfg: AdamWConfig,
+        mut owns: impl FnMut(usize, usize) -> bool,
+    ) -> Result<Self> {
         let data = varmap
             .data()
             .lock()
@@ -59,14 +74,24 @@ impl AdamW {
         names.sort();
         let slots = names
             .into_iter()
-            .map(|name| {
+            .enumerate()
+            .map(|(i, name)| {
                 let var = data[name].clone();
+                let owned = owns(i, var.elem_count());
                 // Two buffers: the fused update writes the moments in place.
+                let moment = || -> Result<Tensor> {
+                    Ok(if owned {
+                        var.as_tensor().zeros_like()?
+                    } else {
+                        Tensor::zeros(0, var.dtype(), var.device())?
+                    })
+                };
                 Ok(Slot {
                     name: name.clone(),
                     decay: var.rank() >= 2,
-                    m: var.as_tensor().zeros_like()?,
-                    v: var.as_tensor().zeros_like()?,
+                    owned,
+                    m: moment()?,
+                    v: moment()?,
                     var,
                 })
             })
@@ -111,7 +136,7 @@ impl AdamW {
         let c = &self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.t as i32);
         let bc2 = 1.0 - c.beta2.powi(self.t as i32);
-        for s in &mut self.slots {
+        for s in self.slots.iter_mut().filter(|s| s.owned) {
             let Some(g) = grads.get(s.var.as_tensor()) else {
                 continue;
             };
@@ -165,15 +190,37 @@ impl AdamW {
         Ok(())
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the moments of every variable: this optimizer's own, or, for
+    /// a sharded one, `moments` (each variable's (m, v), in name order).
+    pub fn save(&self, path: &Path, moments: Option<&[(Tensor, Tensor)]>) -> Result<()> {
         let mut map = HashMap::new();
-        for s in &self.slots {
-            map.insert(format!("m/{}", s.name), s.m.clone());
-            map.insert(format!("v/{}", s.name), s.v.clone());
+        for (i, s) in self.slots.iter().enumerate() {
+            let (m, v) = match moments {
+                Some(all) => all[i].clone(),
+                None if s.owned => (s.m.clone(), s.v.clone()),
+                None => bail!("a sharded optimizer saves the moments gathered from every rank"),
+            };
+            map.insert(format!("m/{}", s.name), m);
+            map.insert(format!("v/{}", s.name), v);
         }
         candle_core::safetensors::save(&map, path)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
+    }
+
+    /// The variables, with whether this rank owns each, in name order.
+    pub fn owned_vars(&self) -> impl Iterator<Item = (&Var, bool)> {
+        self.slots.iter().map(|s| (&s.var, s.owned))
+    }
+
+    /// This rank's moments, flat: m then v of each owned variable, in name order.
+    pub fn owned_moments(&self) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for s in self.slots.iter().filter(|s| s.owned) {
+            out.extend(s.m.flatten_all()?.to_vec1::<f32>()?);
+            out.extend(s.v.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
     }
 
     pub fn load(&mut self, path: &Path, t: u64) -> Result<()> {
@@ -182,15 +229,17 @@ impl AdamW {
             .first()
             .map(|s| s.var.device().clone())
             .unwrap_or(candle_core::Device::Cpu);
-        let map = candle_core::safetensors::load(path, &dev)
+        // Mapped, and only this rank's moments read (a sharded optimizer
+        // never holds the others').
+        let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
             .with_context(|| format!("reading {}", path.display()))?;
-        for s in &mut self.slots {
+        for s in self.slots.iter_mut().filter(|s| s.owned) {
             for (key, slot) in [
                 (format!("m/{}", s.name), &mut s.m),
                 (format!("v/{}", s.name), &mut s.v),
             ] {
-                let t = map
-                    .get(&key)
+                let t = &file
+                    .load(&key, &dev)
                     .with_context(|| format!("{}: no moment {key}", path.display()))?;
                 if t.dims() != slot.dims() {
                     bail!(

@@ -41,11 +41,12 @@ pub fn save(
     varmap: &VarMap,
     tokenizer: Option<&Path>,
     opt: &AdamW,
+    moments: Option<&[(candle_core::Tensor, candle_core::Tensor)]>,
     state: &TrainerState,
 ) -> Result<()> {
     shared::util::atomic::write_dir(dir, |tmp| {
         shared::model::checkpoint::write_files(tmp, cfg, varmap, tokenizer)?;
-        opt.save(&tmp.join(OPTIMIZER_FILE))
+        opt.save(&tmp.join(OPTIMIZER_FILE), moments)
             .map_err(|e| shared::Error::checkpoint(tmp, e.to_string()))?;
         let json = serde_json::to_string_pretty(state)
             .map_err(|e| shared::Error::Invalid(e.to_string()))?;

@@ -11,6 +11,7 @@ use shared::util::rng::Rng;
 use crate::args::Objective;
 use crate::data::Batch;
 use crate::dist::layout::Split;
+use crate::dist::zero::Zero;
 use crate::dist::Comm;
 use crate::optim::AdamW;
 use shared::select::{masked_mean_over, select, Params, Tokens};
@@ -57,6 +58,8 @@ pub struct StepInput<'a> {
     /// This rank's rows of the global batch, and the ranks' collectives.
     pub split: Split,
     pub comm: &'a dyn Comm,
+    /// With --shard-optimizer: which rank updates which variable.
+    pub zero: Option<&'a Zero>,
 }
 
 /// Forward once per micro-batch, select over the whole global batch (every
@@ -164,6 +167,9 @@ pub fn train_step(
         1.0
     };
     opt.step(&grads, p.lr, scale)?;
+    if let Some(z) = p.zero {
+        z.share_weights(comm, opt)?; // each rank updated only its own variables
+    }
     Ok(stats)
 }
 

@@ -22,6 +22,7 @@ use shared::util::progress::Progress;
 use crate::args::{ModelSource, Objective, Settings};
 use crate::data::{check_model_tokenizer, check_sets, tokenizer_of, Batch, TrainData};
 use crate::dist::layout::Split;
+use crate::dist::zero::Zero;
 use crate::dist::Comm;
 use crate::eval::{evaluate, EvalResult};
 use crate::optim::{AdamW, AdamWConfig};
@@ -225,6 +226,8 @@ struct Run<'a> {
     trace_steps: bool,
     /// The step this process started at (0, or the resumed one).
     first_step: u64,
+    /// With --shard-optimizer: the variables each rank updates.
+    zero: Option<Zero>,
     /// The ranks' collectives, and this rank's rows of each global batch.
     comm: Box<dyn Comm>,
     split: Split,
@@ -517,15 +520,18 @@ impl<'a> Run<'a> {
             None if writer => Some(lock_run(&s.run.out)?),
             None => None,
         };
-        let mut opt = AdamW::new(
-            &varmap,
-            AdamWConfig {
-                beta1: s.optim.beta1,
-                beta2: s.optim.beta2,
-                weight_decay: s.optim.weight_decay,
-                ..AdamWConfig::default()
-            },
-        )?;
+        let adamw = AdamWConfig {
+            beta1: s.optim.beta1,
+            beta2: s.optim.beta2,
+            weight_decay: s.optim.weight_decay,
+            ..AdamWConfig::default()
+        };
+        let (zero, mut opt) = if s.run.shard_optimizer {
+            let (z, opt) = Zero::optimizer(comm.as_ref(), &varmap, adamw)?;
+            (Some(z), opt)
+        } else {
+            (None, AdamW::new(&varmap, adamw)?)
+        };
         let resumed = resume_or_start(s, &varmap, &mut opt, &dev, writer)?;
         let metrics = writer
             .then(|| MetricsLog::open(&s.run.out, resumed.as_ref().map(|st| st.step)))
@@ -578,6 +584,7 @@ impl<'a> Run<'a> {
                 .flatten(),
             trace_steps: any_rank(comm.as_ref(), crate::trace::wanted())?,
             first_step,
+            zero,
             comm,
             split,
             _lock: lock,
@@ -628,6 +635,7 @@ impl<'a> Run<'a> {
             trace: self.trace_steps,
             split: self.split,
             comm: self.comm.as_ref(),
+            zero: self.zero.as_ref(),
         };
         if self.dtype != DType::F32 {
             self.model = model_over(&self.varmap, &self.cfg, self.dtype, &self.dev, Mode::Train)?;
@@ -718,11 +726,25 @@ impl<'a> Run<'a> {
 
     /// A checkpoint with optimizer moments and trainer state, written atomically.
     fn save(&self, dir: &Path) -> Result<()> {
+        // A sharded optimizer's moments are gathered to rank 0 (every rank takes part).
+        let moments = match &self.zero {
+            Some(z) => z.gather_moments(self.comm.as_ref(), &self.opt)?,
+            None => None,
+        };
         if self.comm.rank() != 0 {
             return Ok(()); // rank 0 writes for all: every rank holds the same model
         }
         let tok = self.tokenizer_json.as_deref();
-        state::save(dir, &self.cfg, &self.varmap, tok, &self.opt, &self.st)
+        let st = &self.st;
+        state::save(
+            dir,
+            &self.cfg,
+            &self.varmap,
+            tok,
+            &self.opt,
+            moments.as_deref(),
+            st,
+        )
     }
 
     /// After a stop signal: the step just taken is saved as a periodic

@@ -11,7 +11,8 @@ pub mod layout; // each rank's rows in the global batch
 #[cfg(feature = "mpi")]
 mod mpi; // the MPI backend
 #[cfg(feature = "mpi")]
-mod watchdog; // a bound on waiting for a hung rank
+mod watchdog;
+pub mod zero; // ZeRO stage 1: the optimizer state sharded over the ranks // a bound on waiting for a hung rank
 
 use anyhow::{bail, Result};
 use shared::util::launcher::ranks;
@@ -29,6 +30,10 @@ pub trait Comm {
     fn gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>>;
     /// Every rank's `local`, in rank order (lengths may differ).
     fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>>;
+    /// Rank `root`'s `buf` into every rank's `buf`.
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()>;
+    /// Every rank's `local` on rank 0 (None on the others).
+    fn gather_f32_at_root(&self, local: &[f32]) -> Result<Option<Vec<Vec<f32>>>>;
     /// Which backend, for the start-up line.
     fn name(&self) -> &'static str;
     /// Time and bytes spent in collectives so far.
@@ -84,6 +89,12 @@ impl Comm for Solo {
     }
     fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>> {
         Ok(vec![local.to_vec()])
+    }
+    fn gather_f32_at_root(&self, local: &[f32]) -> Result<Option<Vec<Vec<f32>>>> {
+        Ok(Some(vec![local.to_vec()]))
+    }
+    fn broadcast_f32(&self, _: &mut [f32], _: usize) -> Result<()> {
+        Ok(())
     }
     fn name(&self) -> &'static str {
         "one process"

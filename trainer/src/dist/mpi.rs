@@ -74,22 +74,7 @@ impl Mpi {
     }
 
     fn gather<T: Equivalence + Copy + Default>(&self, local: &[T]) -> Result<Vec<Vec<T>>> {
-        let mut counts = vec![0i32; self.size];
-        let n = i32::try_from(local.len()).map_err(|_| {
-            anyhow!(
-                "{} values to gather from one rank: over MPI's limit",
-                local.len()
-            )
-        })?;
-        self.timed(|| self.world.all_gather_into(&n, &mut counts[..]));
-        let displs: Vec<i32> = counts
-            .iter()
-            .scan(0i32, |at, &c| {
-                let d = *at;
-                *at += c;
-                Some(d)
-            })
-            .collect();
+        let (counts, displs) = self.layout(local.len())?;
         let total: usize = counts.iter().map(|&c| c as usize).sum();
         self.gathered
             .fetch_add((total * std::mem::size_of::<T>()) as u64, Ordering::Relaxed);
@@ -103,6 +88,52 @@ impl Mpi {
             .zip(&counts)
             .map(|(&d, &c)| all[d as usize..(d + c) as usize].to_vec())
             .collect())
+    }
+}
+
+impl Mpi {
+    /// The counts and offsets of every rank's `n` values.
+    fn layout(&self, n: usize) -> Result<(Vec<i32>, Vec<i32>)> {
+        let mut counts = vec![0i32; self.size];
+        let n = i32::try_from(n)
+            .map_err(|_| anyhow!("{n} values to gather from one rank: over MPI's limit"))?;
+        self.timed(|| self.world.all_gather_into(&n, &mut counts[..]));
+        let displs = counts
+            .iter()
+            .scan(0i32, |at, &c| {
+                let d = *at;
+                *at += c;
+                Some(d)
+            })
+            .collect();
+        Ok((counts, displs))
+    }
+
+    fn gather_at_root<T: Equivalence + Copy + Default>(
+        &self,
+        local: &[T],
+    ) -> Result<Option<Vec<Vec<T>>>> {
+        let (counts, displs) = self.layout(local.len())?;
+        let root = self.world.process_at_rank(0);
+        if self.rank != 0 {
+            self.timed(|| root.gather_varcount_into(local));
+            return Ok(None);
+        }
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        self.gathered
+            .fetch_add((total * std::mem::size_of::<T>()) as u64, Ordering::Relaxed);
+        let mut all = vec![T::default(); total];
+        {
+            let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            self.timed(|| root.gather_varcount_into_root(local, &mut part));
+        }
+        Ok(Some(
+            displs
+                .iter()
+                .zip(&counts)
+                .map(|(&d, &c)| all[d as usize..(d + c) as usize].to_vec())
+                .collect(),
+        ))
     }
 }
 
@@ -124,6 +155,18 @@ impl Comm for Mpi {
     }
     fn gather_u64(&self, local: &[u64]) -> Result<Vec<Vec<u64>>> {
         self.gather(local)
+    }
+    fn gather_f32_at_root(&self, local: &[f32]) -> Result<Option<Vec<Vec<f32>>>> {
+        self.gather_at_root(local)
+    }
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()> {
+        self.summed
+            .fetch_add(std::mem::size_of_val(buf) as u64, Ordering::Relaxed);
+        let root = self.world.process_at_rank(root as i32);
+        for piece in buf.chunks_mut(PIECE) {
+            self.timed(|| root.broadcast_into(piece));
+        }
+        Ok(())
     }
     fn name(&self) -> &'static str {
         "MPI"

@@ -122,6 +122,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             trace: false,
             split: crate::dist::layout::Split::single(a.batch_size, 1),
             comm: &crate::dist::Solo,
+            zero: None,
         };
         if objective == Objective::Clm {
             // A scoring pass over the same windows: forward and per-token losses only.
