@@ -213,13 +213,11 @@ impl AdamW {
         self.slots.iter().map(|s| (&s.var, s.owned))
     }
 
-    /// This rank's moments, flat: m then v of each owned variable, in name order.
-    pub fn owned_moments(&self) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        for s in self.slots.iter().filter(|s| s.owned) {
-            out.extend(s.m.flatten_all()?.to_vec1::<f32>()?);
-            out.extend(s.v.flatten_all()?.to_vec1::<f32>()?);
-        }
+    /// The moments of variable `i` (name order), flat: m then v.
+    pub fn moments_of(&self, i: usize) -> Result<Vec<f32>> {
+        let s = &self.slots[i];
+        let mut out = s.m.flatten_all()?.to_vec1::<f32>()?;
+        out.extend(s.v.flatten_all()?.to_vec1::<f32>()?);
         Ok(out)
     }
 

@@ -354,6 +354,23 @@ fn check_ranks(s: &Settings, comm: &dyn Comm, data: &TrainData) -> Result<Split>
     Ok(split)
 }
 
+/// AdamW as the settings say; with --shard-optimizer, over this rank's
+/// share of the variables (ZeRO-1), with which rank owns which.
+fn make_optimizer(s: &Settings, comm: &dyn Comm, varmap: &VarMap) -> Result<(Option<Zero>, AdamW)> {
+    let adamw = AdamWConfig {
+        beta1: s.optim.beta1,
+        beta2: s.optim.beta2,
+        weight_decay: s.optim.weight_decay,
+        ..AdamWConfig::default()
+    };
+    Ok(if s.run.shard_optimizer {
+        let (z, opt) = Zero::optimizer(comm, varmap, adamw)?;
+        (Some(z), opt)
+    } else {
+        (None, AdamW::new(varmap, adamw)?)
+    })
+}
+
 /// Whether `here` holds on any rank (every rank calls it).
 fn any_rank(comm: &dyn Comm, here: bool) -> Result<bool> {
     let mut n = [f64::from(u8::from(here))];
@@ -520,18 +537,7 @@ impl<'a> Run<'a> {
             None if writer => Some(lock_run(&s.run.out)?),
             None => None,
         };
-        let adamw = AdamWConfig {
-            beta1: s.optim.beta1,
-            beta2: s.optim.beta2,
-            weight_decay: s.optim.weight_decay,
-            ..AdamWConfig::default()
-        };
-        let (zero, mut opt) = if s.run.shard_optimizer {
-            let (z, opt) = Zero::optimizer(comm.as_ref(), &varmap, adamw)?;
-            (Some(z), opt)
-        } else {
-            (None, AdamW::new(&varmap, adamw)?)
-        };
+        let (zero, mut opt) = make_optimizer(s, comm.as_ref(), &varmap)?;
         let resumed = resume_or_start(s, &varmap, &mut opt, &dev, writer)?;
         let metrics = writer
             .then(|| MetricsLog::open(&s.run.out, resumed.as_ref().map(|st| st.step)))
@@ -776,6 +782,14 @@ impl<'a> Run<'a> {
         if self.comm.world() > 1 {
             let steps = self.st.step - self.first_step;
             shared::say!("{}", self.comm.usage().line(steps));
+            let rss = [shared::process::peak_rss_mb() as f32];
+            if let Some(all) = self.comm.gather_f32_at_root(&rss)? {
+                let mb: Vec<String> = all.iter().map(|r| format!("{:.0}", r[0])).collect();
+                shared::say!(
+                    "peak RSS per rank before the final checkpoint: {} MB",
+                    mb.join(", ")
+                );
+            }
         }
         let final_dir = self.s.run.out.join("final");
         let done = final_dir.join(state::STATE_FILE).is_file()

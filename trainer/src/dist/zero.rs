@@ -83,26 +83,32 @@ impl Zero {
     }
 
     /// Every variable's (m, v) on rank 0, gathered from their owners for a
-    /// checkpoint; None on the other ranks.
+    /// checkpoint, one variable at a time (no rank copies all its moments
+    /// at once); None on the other ranks.
     pub fn gather_moments(
         &self,
         comm: &dyn Comm,
         opt: &AdamW,
     ) -> Result<Option<Vec<(Tensor, Tensor)>>> {
-        let Some(parts) = comm.gather_f32_at_root(&opt.owned_moments()?)? else {
-            return Ok(None);
-        };
-        let mut at = vec![0usize; parts.len()];
         let mut out = Vec::with_capacity(self.owner.len());
-        for (i, (var, _)) in opt.owned_vars().enumerate() {
-            let (r, n) = (self.owner[i], var.elem_count());
+        for (i, (var, owned)) in opt.owned_vars().enumerate() {
+            let mine = if owned {
+                opt.moments_of(i)?
+            } else {
+                Vec::new()
+            };
+            let Some(mut parts) = comm.gather_f32_at_root(&mine)? else {
+                continue; // not rank 0
+            };
+            let mut mv = std::mem::take(&mut parts[self.owner[i]]);
             let t = var.as_tensor();
-            let m = Tensor::from_slice(&parts[r][at[r]..at[r] + n], t.shape(), t.device())?;
-            let v = Tensor::from_slice(&parts[r][at[r] + n..at[r] + 2 * n], t.shape(), t.device())?;
-            out.push((m, v));
-            at[r] += 2 * n;
+            let v = mv.split_off(t.elem_count());
+            out.push((
+                Tensor::from_vec(mv, t.shape(), t.device())?,
+                Tensor::from_vec(v, t.shape(), t.device())?,
+            ));
         }
-        Ok(Some(out))
+        Ok((comm.rank() == 0).then_some(out))
     }
 }
 
