@@ -16,14 +16,17 @@ pub fn is_quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// A line on stderr (logs, progress, warnings); dropped if stderr is closed
-/// or the process is quiet ([`set_quiet`]).
+/// A line on stderr (logs, progress, warnings), written whole; dropped if
+/// stderr is closed or the process is quiet ([`set_quiet`]).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         if !$crate::util::say::is_quiet() {
-            let _ = writeln!(std::io::stderr(), $($arg)*);
+            // one write a line: processes sharing a stderr (ranks under
+            // mpirun) interleave whole lines, not pieces of them
+            let line = format!("{}\n", format_args!($($arg)*));
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }};
 }
